@@ -1,0 +1,1 @@
+"""Embedding drift monitor: the package every function imports."""

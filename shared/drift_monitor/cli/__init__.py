@@ -1,0 +1,42 @@
+"""The ``drift-monitor`` command. Each subcommand lives in its own module of this package.
+
+A subcommand module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int`` (the exit status); list it in :data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = ("serve", "compare", "rebuild_stats", "report", "migrate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drift-monitor", description="Embedding drift monitor: ingest, statistics, alerts."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"drift_monitor.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"drift_monitor.cli.{module_name}":
+                continue  # subcommand not shipped in this build
+            raise
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args._run(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

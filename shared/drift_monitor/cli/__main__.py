@@ -1,0 +1,5 @@
+import sys
+
+from drift_monitor.cli import main
+
+sys.exit(main())

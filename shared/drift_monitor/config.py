@@ -1,0 +1,160 @@
+"""Configuration: every environment variable the package reads, parsed and validated here once.
+
+Names follow the seed README (DATABASE_URL, REDIS_URL, PROMETHEUS_GATEWAY, DRIFT_THRESHOLD,
+EMBEDDING_DIMENSION, BATCH_SIZE, ALERT_COOLDOWN_MINUTES, HISTORICAL_WINDOW_DAYS) plus the ones
+the GCP deployment needs. ``docs/configuration.md`` lists them all; a test checks that list
+against :data:`ENVIRONMENT_VARIABLES`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from drift_monitor.domain.errors import DriftMonitorError
+
+
+class ConfigError(DriftMonitorError):
+    """An environment variable is present but unusable."""
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value.strip() if value is not None and value.strip() != "" else None
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _req_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    value = _int(env, name, default, lo, hi)
+    assert value is not None
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :meth:`from_env`."""
+
+    # storage and transport
+    database_url: str | None = None
+    instance_connection_name: str | None = None
+    db_user: str | None = None
+    db_password: str | None = None
+    db_name: str = "drift_monitor"
+    db_iam_auth: bool = False
+    redis_url: str | None = None
+    google_cloud_project: str = "local-project"
+    pubsub_topic: str = "embeddings"
+    gcs_bucket: str | None = None
+    data_dir: Path = Path(".drift-monitor")
+    # ingest limits
+    embedding_dimension: int | None = None
+    batch_size: int = 10_000
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_future_seconds: int = 300
+    # statistics
+    stats_bucket_seconds: int = 3600
+    drift_threshold: float = 0.15
+    historical_window_days: int = 7
+    # alerting and metrics
+    alert_cooldown_minutes: int = 30
+    prometheus_gateway: str | None = None
+    pagerduty_routing_key: str | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # access
+    api_key: str | None = None
+    admin_key: str | None = None
+    environment: str = "local"
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; raise :class:`ConfigError` naming the variable."""
+        env = os.environ if env is None else env
+        environment = _get(env, "DRIFT_MONITOR_ENV") or "local"
+        if environment not in ("local", "production", "test"):
+            raise ConfigError(
+                f"DRIFT_MONITOR_ENV={environment!r} must be local, production or test"
+            )
+        iam = (_get(env, "DB_IAM_AUTH") or "false").lower()
+        if iam not in ("true", "false", "1", "0"):
+            raise ConfigError(f"DB_IAM_AUTH={iam!r} must be true or false")
+        database_url = _get(env, "DATABASE_URL")
+        if database_url and "://" not in database_url:
+            raise ConfigError(
+                "DATABASE_URL must be a SQLAlchemy URL such as postgresql+pg8000://..."
+            )
+        redis_url = _get(env, "REDIS_URL")
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return cls(
+            database_url=database_url,
+            instance_connection_name=_get(env, "INSTANCE_CONNECTION_NAME"),
+            db_user=_get(env, "DB_USER"),
+            db_password=_get(env, "DB_PASSWORD"),
+            db_name=_get(env, "DB_NAME") or "drift_monitor",
+            db_iam_auth=iam in ("true", "1"),
+            redis_url=redis_url,
+            google_cloud_project=_get(env, "GOOGLE_CLOUD_PROJECT") or "local-project",
+            pubsub_topic=_get(env, "PUBSUB_TOPIC") or "embeddings",
+            gcs_bucket=_get(env, "GCS_BUCKET"),
+            data_dir=Path(_get(env, "DRIFT_MONITOR_DATA_DIR") or ".drift-monitor"),
+            embedding_dimension=_int(env, "EMBEDDING_DIMENSION", None, 1, 65_536),
+            batch_size=_req_int(env, "BATCH_SIZE", 10_000, 1, 1_000_000),
+            max_request_bytes=_req_int(env, "MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
+            max_future_seconds=_req_int(env, "MAX_FUTURE_SECONDS", 300, 0, 86_400),
+            stats_bucket_seconds=_req_int(env, "STATS_BUCKET_SECONDS", 3600, 60, 86_400),
+            drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.15, 0.0, 100.0),
+            historical_window_days=_req_int(env, "HISTORICAL_WINDOW_DAYS", 7, 1, 365),
+            alert_cooldown_minutes=_req_int(env, "ALERT_COOLDOWN_MINUTES", 30, 0, 10_080),
+            prometheus_gateway=_get(env, "PROMETHEUS_GATEWAY"),
+            pagerduty_routing_key=_get(env, "PAGERDUTY_ROUTING_KEY"),
+            pagerduty_events_url=_get(env, "PAGERDUTY_EVENTS_URL")
+            or "https://events.pagerduty.com/v2/enqueue",
+            api_key=_get(env, "DRIFT_MONITOR_API_KEY"),
+            admin_key=_get(env, "DRIFT_MONITOR_ADMIN_KEY"),
+            environment=environment,
+        )
+
+
+# Every variable from_env reads; docs and Terraform are checked against this list.
+ENVIRONMENT_VARIABLES = (
+    "DATABASE_URL", "INSTANCE_CONNECTION_NAME", "DB_USER", "DB_PASSWORD", "DB_NAME",
+    "DB_IAM_AUTH", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
+    "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
+    "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
+    "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
+    "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
+    "DRIFT_MONITOR_ENV",
+)  # fmt: skip
+
+assert len(ENVIRONMENT_VARIABLES) == len(fields(Settings))
