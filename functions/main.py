@@ -1,0 +1,47 @@
+"""Cloud Functions (2nd gen) entry points. Thin on purpose: decode, call one handler, encode.
+
+Each deployed function uses this same source with its own ``entry_point``:
+
+=========  =====================  ==========================================================
+function   trigger                what it does
+=========  =====================  ==========================================================
+ingest     HTTPS                  ``POST /embeddings/batch``: validate, publish to Pub/Sub
+persist    Pub/Sub ``embeddings``  write the batch to Cloud SQL (idempotent)
+stats      Pub/Sub ``embeddings``  fold the batch into Memorystore running statistics
+detect     HTTPS (Scheduler)      ``POST /drift/check[/{model_id}]``: run drift detection
+api        HTTPS                  operator API: status, history, model config, baselines
+=========  =====================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import functions_framework
+from cloudevents.http.event import CloudEvent
+from flask import Request, Response
+
+from drift_monitor.entrypoints import api_http, detect_http, ingest_http, subscribers
+
+
+@functions_framework.http
+def ingest(request: Request) -> Response:
+    return ingest_http.handle(request)
+
+
+@functions_framework.cloud_event
+def persist(event: CloudEvent) -> None:
+    subscribers.persist(event)
+
+
+@functions_framework.cloud_event
+def stats(event: CloudEvent) -> None:
+    subscribers.fold_stats(event)
+
+
+@functions_framework.http
+def detect(request: Request) -> Response:
+    return detect_http.handle(request)
+
+
+@functions_framework.http
+def api(request: Request) -> Response:
+    return api_http.handle(request)
