@@ -1,0 +1,91 @@
+"""Shared fixtures: where the real services are, and where the repository and its data live.
+
+``scripts/test`` starts the services (``scripts/services.py``) and exports their addresses; the
+fixtures below read them. Without them a test that needs a service is skipped, unless
+``DRIFT_MONITOR_REQUIRE_SERVICES=1`` (set by ``scripts/test`` and CI), where a missing
+service is a failure: a run that silently skipped its integration tests must not look green.
+
+Area-specific fixtures belong in the conftest.py of that area's test folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Google auth libraries look for the GCE metadata server when no credentials are configured;
+# point them at a closed loopback port so a test can never hang on (or leak to) the network.
+os.environ["NO_GCE_CHECK"] = "true"
+os.environ["GCE_METADATA_HOST"] = "127.0.0.1:9"
+os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
+os.environ["GOOGLE_CLOUD_PROJECT"] = "test-project"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def services_required() -> bool:
+    return os.environ.get("DRIFT_MONITOR_REQUIRE_SERVICES", "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+
+
+def service_env(name: str, what: str) -> str:
+    """Return the environment variable ``name`` or skip (fail when services are required)."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    message = (
+        f"{what} is not available: {name} is unset. Run the tests through ./scripts/test, or "
+        f"start the services with `python scripts/services.py up --env-file F` and export F."
+    )
+    if services_required():
+        pytest.fail(f"DRIFT_MONITOR_REQUIRE_SERVICES=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of a throwaway PostgreSQL database (``postgresql+pg8000://...``)."""
+    return service_env("TEST_DATABASE_URL", "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``redis://127.0.0.1:PORT/0`` of a throwaway Redis server."""
+    return service_env("TEST_REDIS_URL", "Redis")
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator_host() -> str:
+    """``127.0.0.1:PORT`` of the Pub/Sub emulator; also left in ``PUBSUB_EMULATOR_HOST``."""
+    return service_env("PUBSUB_EMULATOR_HOST", "The Pub/Sub emulator")
+
+
+@pytest.fixture(scope="session")
+def pushgateway_url() -> str:
+    """``http://127.0.0.1:PORT`` of a Prometheus Pushgateway."""
+    return service_env("TEST_PUSHGATEWAY_URL", "The Prometheus Pushgateway")
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator_host() -> str:
+    """``http://127.0.0.1:PORT`` of gcp-storage-emulator; also in ``STORAGE_EMULATOR_HOST``."""
+    return service_env("STORAGE_EMULATOR_HOST", "The Cloud Storage emulator")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The team's real embedding files (``REPO/../shared/data``); skip when absent."""
+    path = REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared embedding data not found at {path} (expected REPO/../shared/data)")
+    return path
