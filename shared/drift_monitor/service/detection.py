@@ -1,0 +1,416 @@
+"""Scheduled drift detection: one model (:func:`run_detection`) or all of them (:func:`run_all`).
+
+For each model the run
+
+1. loads the model's configuration (:class:`~drift_monitor.domain.model_config.ModelConfig`);
+2. fixes the **current window** ``[now - current_window_minutes, now)`` and the **baseline
+   window**: a pinned range set through the API, or a rolling range — the
+   ``HISTORICAL_WINDOW_DAYS`` before the current window — that moves forward at most every
+   ``baseline_refresh_hours`` (and not while the model is in drift, so a refresh cannot
+   silently swallow an open incident);
+3. counts the embeddings in both windows (an indexed aggregate on ``batches``); fewer than
+   ``min_samples`` in either gives status ``insufficient_data`` — no decision, not "no drift";
+4. reads a uniform sample of at most ``max_samples`` rows per window from SQL
+   (``sample_vectors``), so the work per model is bounded whatever the traffic;
+5. runs the configured tests (:func:`drift_monitor.drift.compare`);
+6. stores the result (history), then hands the outcome to alerting and metrics.
+
+Any exception inside one model's run is caught and recorded as status ``error``; the other
+models still run. Why SQL samples rather than the Redis sketches: every test of the engine
+(including MMD and Anderson-Darling, which need raw vectors) runs on the sample, a bounded
+random sample of a window is what the calibrated p-values assume, and the window boundaries
+are exact rather than rounded to statistics buckets. ``docs/detection.md`` discusses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import numpy as np
+
+from drift_monitor.config import Settings
+from drift_monitor.domain.model_config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("ok", "drift", "insufficient_data", "error")
+DEFAULT_TIME_BUDGET_SECONDS = 240.0
+
+Compare = Callable[..., Any]
+
+
+class DetectionRepository(Protocol):
+    """The parts of the SQL batch repository detection reads."""
+
+    def count_vectors(self, model_id: str, start: datetime, end: datetime) -> int: ...
+
+    def sample_vectors(
+        self, model_id: str, start: datetime, end: datetime, max_rows: int, seed: int
+    ) -> np.ndarray[Any, Any]: ...
+
+    def list_models(self) -> Sequence[Any]: ...
+
+
+class MonitorRepository(Protocol):
+    """Configuration, baselines and results (``SqlMonitorRepository``)."""
+
+    def get_config(self, model_id: str) -> Mapping[str, Any] | None: ...
+
+    def get_baseline(self, model_id: str) -> Any: ...
+
+    def set_baseline(
+        self, model_id: str, start: datetime, end: datetime, pinned: bool, now: datetime
+    ) -> Any: ...
+
+    def add_result(self, result: Mapping[str, Any]) -> Any: ...
+
+    def latest_result(self, model_id: str) -> Any: ...
+
+
+class Alerting(Protocol):
+    def handle(self, outcome: DetectionOutcome, config: ModelConfig, now: datetime) -> Any: ...
+
+
+class Metrics(Protocol):
+    def record_detection(self, outcome: DetectionOutcome) -> None: ...
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": _iso(self.start), "end": _iso(self.end)}
+
+
+@dataclass
+class DetectionOutcome:
+    """What one detection run found, in the shape the API and the results table use."""
+
+    model_id: str
+    status: str
+    checked_at: datetime
+    current: Window | None = None
+    baseline: Window | None = None
+    baseline_pinned: bool = False
+    n_baseline: int = 0
+    n_current: int = 0
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    duration_seconds: float = 0.0
+    result_id: Any = None
+    alerts: Any = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drift_detected(self) -> bool:
+        return self.status == "drift"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status document (``GET /drift/status/{model_id}``, the stored ``report``)."""
+        report = self.report or {}
+        return {
+            "model_id": self.model_id,
+            "status": self.status,
+            "drift_detected": self.drift_detected,
+            "checked_at": _iso(self.checked_at),
+            "kl_divergence": report.get("kl_divergence"),
+            "confidence_interval": report.get("confidence_interval"),
+            "tests": report.get("tests", {}),
+            "top_dimensions": report.get("top_dimensions", []),
+            "quality": report.get("quality", {}),
+            "windows": {
+                "baseline": None
+                if self.baseline is None
+                else {**self.baseline.to_dict(), "pinned": self.baseline_pinned},
+                "current": None if self.current is None else self.current.to_dict(),
+            },
+            "samples": {
+                "baseline": self.n_baseline,
+                "current": self.n_current,
+                "baseline_used": report.get("n_reference", 0),
+                "current_used": report.get("n_current", 0),
+            },
+            "config": self.config,
+            "report": report,
+            "error": self.error,
+            "duration_seconds": round(self.duration_seconds, 6),
+        }
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _attr(row: Any, name: str) -> Any:
+    return row[name] if isinstance(row, Mapping) else getattr(row, name)
+
+
+def _seed(model_id: str, window: Window) -> int:
+    # Same model and window -> same sample and bootstrap: re-running a check reproduces it.
+    return zlib.crc32(f"{model_id}|{window.start.isoformat()}".encode())
+
+
+def load_config(monitor: MonitorRepository, model_id: str, settings: Settings) -> ModelConfig:
+    """The model's effective configuration (defaults when it has none stored)."""
+    stored = monitor.get_config(model_id)
+    return ModelConfig.resolve(stored, default_threshold=settings.drift_threshold)
+
+
+def choose_baseline(
+    monitor: MonitorRepository,
+    model_id: str,
+    current: Window,
+    config: ModelConfig,
+    settings: Settings,
+    now: datetime,
+) -> tuple[Window, bool]:
+    """Return the baseline window and whether it is pinned, refreshing a rolling one.
+
+    A rolling baseline is ``[current.start - HISTORICAL_WINDOW_DAYS, current.start)`` as of
+    its last refresh; it moves once ``baseline_refresh_hours`` have passed, unless the model's
+    latest result is a drift (the incident stays open until the traffic recovers or an
+    operator pins a new baseline).
+    """
+    stored = monitor.get_baseline(model_id)
+    if stored is not None and bool(_attr(stored, "pinned")):
+        return Window(_attr(stored, "start"), _attr(stored, "end")), True
+    if stored is not None:
+        updated_at: datetime = _attr(stored, "updated_at")
+        due = now - updated_at >= timedelta(hours=config.baseline_refresh_hours)
+        if not due or _in_drift(monitor, model_id):
+            end = min(_attr(stored, "end"), current.start)
+            return Window(_attr(stored, "start"), end), False
+    window = Window(current.start - timedelta(days=settings.historical_window_days), current.start)
+    monitor.set_baseline(model_id, window.start, window.end, False, now)
+    return window, False
+
+
+def _in_drift(monitor: MonitorRepository, model_id: str) -> bool:
+    latest = monitor.latest_result(model_id)
+    return latest is not None and _attr(latest, "status") == "drift"
+
+
+def run_detection(
+    model_id: str,
+    *,
+    repository: DetectionRepository,
+    monitor: MonitorRepository,
+    stats: Any = None,
+    alerting: Alerting | None,
+    metrics: Metrics | None,
+    settings: Settings,
+    now: datetime,
+    compare: Compare | None = None,
+) -> DetectionOutcome:
+    """Run detection for one model and record the outcome; never raises for model faults.
+
+    Parameters
+    ----------
+    model_id:
+        The model to check.
+    repository:
+        Batch storage with ``count_vectors`` / ``sample_vectors``.
+    monitor:
+        Configuration, baselines and the results table.
+    stats:
+        The running-statistics store. Not read by the default SQL-sample path; kept so the
+        signature stays stable when the sketch path (``compare_sketches``) is enabled.
+    alerting, metrics:
+        Receive every outcome after it is stored (``None`` skips them).
+    settings:
+        ``DRIFT_THRESHOLD`` and ``HISTORICAL_WINDOW_DAYS`` defaults.
+    now:
+        The detection time (tz-aware); the current window ends here.
+    compare:
+        The statistics engine entry point; :func:`drift_monitor.drift.compare` by default.
+
+    Returns
+    -------
+    DetectionOutcome
+        Status ``ok``, ``drift``, ``insufficient_data`` or ``error``.
+    """
+    del stats  # see docstring
+    started = time.perf_counter()
+    outcome = DetectionOutcome(model_id=model_id, status="error", checked_at=now)
+    config: ModelConfig | None = None
+    try:
+        config = load_config(monitor, model_id, settings)
+        outcome.config = config.to_dict()
+        current = Window(now - timedelta(minutes=config.current_window_minutes), now)
+        baseline, pinned = choose_baseline(monitor, model_id, current, config, settings, now)
+        outcome.current, outcome.baseline, outcome.baseline_pinned = current, baseline, pinned
+        outcome.n_current = int(repository.count_vectors(model_id, current.start, current.end))
+        outcome.n_baseline = int(repository.count_vectors(model_id, baseline.start, baseline.end))
+        if min(outcome.n_current, outcome.n_baseline) < config.min_samples:
+            outcome.status = "insufficient_data"
+            outcome.error = None
+        else:
+            seed = _seed(model_id, current)
+            reference = repository.sample_vectors(
+                model_id, baseline.start, baseline.end, config.max_samples, seed
+            )
+            sample = repository.sample_vectors(
+                model_id, current.start, current.end, config.max_samples, seed + 1
+            )
+            engine = compare if compare is not None else _default_compare()
+            report = engine(
+                reference,
+                sample,
+                tests=list(config.statistical_test) if config.statistical_test else None,
+                alpha=config.alpha,
+                seed=seed,
+                threshold=config.drift_threshold,
+            )
+            outcome.report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+            outcome.status = "drift" if outcome.report.get("drift_detected") else "ok"
+    except Exception as exc:  # one model's fault must not stop the others
+        outcome.status = "error"
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        logger.exception("detection failed", extra={"fields": {"model_id": model_id}})
+    outcome.duration_seconds = time.perf_counter() - started
+    try:
+        outcome.result_id = monitor.add_result(result_row(outcome))
+    except Exception as exc:
+        outcome.status = "error"
+        outcome.error = outcome.error or f"storing the result failed: {type(exc).__name__}: {exc}"
+        logger.exception(
+            "storing detection result failed", extra={"fields": {"model_id": model_id}}
+        )
+    _notify(outcome, config, alerting, metrics, now)
+    logger.info(
+        "detection finished",
+        extra={
+            "fields": {
+                "model_id": model_id,
+                "status": outcome.status,
+                "n_baseline": outcome.n_baseline,
+                "n_current": outcome.n_current,
+                "duration_seconds": round(outcome.duration_seconds, 3),
+            }
+        },
+    )
+    return outcome
+
+
+def _default_compare() -> Compare:
+    from drift_monitor.drift import compare
+
+    engine: Compare = compare
+    return engine
+
+
+def _notify(
+    outcome: DetectionOutcome,
+    config: ModelConfig | None,
+    alerting: Alerting | None,
+    metrics: Metrics | None,
+    now: datetime,
+) -> None:
+    # Alerting and metrics failures are logged, never turned into a lost result: the result
+    # row is already stored and the next run retries the alert decision from stored state.
+    if alerting is not None and config is not None:
+        try:
+            outcome.alerts = alerting.handle(outcome, config, now)
+        except Exception:
+            logger.exception("alerting failed", extra={"fields": {"model_id": outcome.model_id}})
+    if metrics is not None:
+        try:
+            metrics.record_detection(outcome)
+        except Exception:
+            logger.exception(
+                "metrics export failed", extra={"fields": {"model_id": outcome.model_id}}
+            )
+
+
+def result_row(outcome: DetectionOutcome) -> dict[str, Any]:
+    """The results-table row for ``outcome``."""
+    return {
+        "model_id": outcome.model_id,
+        "checked_at": outcome.checked_at,
+        "status": outcome.status,
+        "drift_detected": outcome.drift_detected,
+        "report": outcome.to_dict(),
+        "baseline_start": outcome.baseline.start if outcome.baseline else None,
+        "baseline_end": outcome.baseline.end if outcome.baseline else None,
+        "current_start": outcome.current.start if outcome.current else None,
+        "current_end": outcome.current.end if outcome.current else None,
+        "n_baseline": outcome.n_baseline,
+        "n_current": outcome.n_current,
+    }
+
+
+def model_ids(repository: DetectionRepository) -> list[str]:
+    """Every model the repository knows, as ids."""
+    ids = []
+    for row in repository.list_models():
+        ids.append(row if isinstance(row, str) else str(_attr(row, "model_id")))
+    return ids
+
+
+def run_all(
+    *,
+    repository: DetectionRepository,
+    monitor: MonitorRepository,
+    stats: Any = None,
+    alerting: Alerting | None,
+    metrics: Metrics | None,
+    settings: Settings,
+    now: datetime,
+    compare: Compare | None = None,
+    time_budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[DetectionOutcome]:
+    """Run detection for every model, one after the other, within a time budget.
+
+    Models run least recently checked first, so when the budget (well below the function
+    timeout) runs out, the models left over are first in line at the next scheduled run;
+    they are reported with status ``skipped`` and nothing is stored for them.
+    """
+    deadline = clock() + time_budget_seconds
+    ids = model_ids(repository)
+    order = sorted(ids, key=lambda mid: _last_checked(monitor, mid))
+    outcomes: list[DetectionOutcome] = []
+    for model_id in order:
+        if clock() >= deadline:
+            outcomes.append(
+                DetectionOutcome(
+                    model_id=model_id,
+                    status="skipped",
+                    checked_at=now,
+                    error="time budget exhausted; runs first next time",
+                )
+            )
+            continue
+        outcomes.append(
+            run_detection(
+                model_id,
+                repository=repository,
+                monitor=monitor,
+                stats=stats,
+                alerting=alerting,
+                metrics=metrics,
+                settings=settings,
+                now=now,
+                compare=compare,
+            )
+        )
+    return outcomes
+
+
+def _last_checked(monitor: MonitorRepository, model_id: str) -> datetime:
+    try:
+        latest = monitor.latest_result(model_id)
+    except Exception:
+        latest = None
+    if latest is None:
+        return datetime.min.replace(tzinfo=UTC)
+    checked: datetime = _attr(latest, "checked_at")
+    return checked
