@@ -1,0 +1,41 @@
+# shellcheck shell=bash
+# Sourced by scripts/test and scripts/serve: make sure .venv exists and holds the project.
+#
+# The install is skipped when .venv/.install-stamp matches the hash of pyproject.toml and the
+# interpreter version, so a second run starts in a second instead of a minute.
+
+find_python() {
+    local candidate
+    for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "error: Python 3.11 or newer is required (set PYTHON=/path/to/python3.11)" >&2
+    return 1
+}
+
+ensure_venv() {
+    local python stamp want
+    if [ ! -x .venv/bin/python ]; then
+        python=$(find_python) || return 1
+        echo "creating .venv with $python"
+        "$python" -m venv .venv || {
+            echo "error: '$python -m venv' failed (on Debian: apt-get install python3-venv)" >&2
+            return 1
+        }
+    fi
+    stamp=.venv/.install-stamp
+    want="$( (cat pyproject.toml; .venv/bin/python -VV) | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/drift-monitor ]; then
+        echo ".venv is up to date"
+        return 0
+    fi
+    echo "installing the project into .venv (pip install -e '.[dev,report]')"
+    # -q keeps the log short; pip still prints errors, and set -e callers see its exit code.
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,report]' || return 1
+    echo "$want" >"$stamp"
+}
