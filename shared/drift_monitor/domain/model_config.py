@@ -189,7 +189,7 @@ class ModelConfig:
         for name in FIELDS:
             if name in overrides and overrides[name] is not None:
                 clean[name] = _validate_field(name, overrides[name], url_check)
-        config = cls(drift_threshold=default_threshold, **clean)
+        config = cls(**{"drift_threshold": default_threshold, **clean})
         if config.max_samples < config.min_samples:
             name = "max_samples" if "max_samples" in clean else "min_samples"
             raise ValidationError(

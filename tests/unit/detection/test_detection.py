@@ -1,0 +1,253 @@
+"""Detection: windows, insufficient data, pinned vs rolling baselines, refresh, isolation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import NOW
+
+from drift_monitor.service.detection import DetectionOutcome, run_all, run_detection
+
+
+def vectors(n: int, shift: float = 0.0, seed: int = 0) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(seed).normal(shift, 1.0, size=(n, 4)).astype(np.float32)
+
+
+def detect(model_id: str, batches: Any, monitor: Any, recorder: Any, engine: Any, settings: Any,
+           now: Any = NOW) -> DetectionOutcome:  # fmt: skip
+    return run_detection(
+        model_id,
+        repository=batches,
+        monitor=monitor,
+        alerting=recorder,
+        metrics=recorder,
+        settings=settings,
+        now=now,
+        compare=engine,
+    )
+
+
+def seed_traffic(batches: Any, model_id: str = "m", *, current_shift: float = 0.0) -> None:
+    batches.add(model_id, NOW - timedelta(days=2), vectors(300, seed=1))
+    batches.add(model_id, NOW - timedelta(minutes=10), vectors(300, current_shift, seed=2))
+
+
+def test_same_distribution_is_ok_and_stored(batches, monitor, recorder, engine, settings):
+    seed_traffic(batches)
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "ok" and not outcome.drift_detected
+    assert (outcome.n_baseline, outcome.n_current) == (300, 300)
+    assert monitor.results[-1]["status"] == "ok"
+    assert monitor.results[-1]["report"]["samples"]["current"] == 300
+    # the outcome reached alerting and metrics, after it was stored
+    assert recorder.seen == [outcome, outcome]
+    assert outcome.result_id == 1
+
+
+def test_shifted_current_window_is_drift(batches, monitor, recorder, engine, settings):
+    seed_traffic(batches, current_shift=1.0)
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "drift" and outcome.drift_detected
+    doc = outcome.to_dict()
+    assert doc["drift_detected"] is True
+    assert doc["kl_divergence"] > 0.5
+    assert doc["tests"]["mean_shift"]["statistic"] == doc["kl_divergence"]
+    assert doc["windows"]["current"]["end"] == "2024-06-01T12:00:00Z"
+
+
+def test_current_window_is_last_n_minutes(batches, monitor, recorder, engine, settings):
+    monitor.configs["m"] = {"current_window_minutes": 30, "min_samples": 10}
+    batches.add("m", NOW - timedelta(days=1), vectors(50))
+    batches.add("m", NOW - timedelta(minutes=45), vectors(70))  # before the window
+    batches.add("m", NOW - timedelta(minutes=29), vectors(20))  # inside
+    batches.add("m", NOW, vectors(5))  # window end is exclusive
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.current is not None
+    assert outcome.current.start == NOW - timedelta(minutes=30)
+    assert outcome.n_current == 20
+    # the rolling baseline ends where the current window starts: the 70 rows are in it
+    assert outcome.n_baseline == 120
+
+
+def test_insufficient_data_is_not_no_drift(batches, monitor, recorder, engine, settings):
+    monitor.configs["m"] = {"min_samples": 100}
+    batches.add("m", NOW - timedelta(days=1), vectors(500))
+    batches.add("m", NOW - timedelta(minutes=5), vectors(99, shift=5.0))
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "insufficient_data"
+    assert not outcome.drift_detected
+    assert engine.calls == []  # no decision was attempted
+    assert monitor.results[-1]["status"] == "insufficient_data"
+    assert monitor.results[-1]["n_current"] == 99
+
+
+def test_insufficient_baseline(batches, monitor, recorder, engine, settings):
+    batches.add("m", NOW - timedelta(minutes=5), vectors(500))
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "insufficient_data"
+    assert outcome.n_baseline == 0
+
+
+def test_work_is_bounded_by_max_samples(batches, monitor, recorder, engine, settings):
+    monitor.configs["m"] = {"max_samples": 150, "min_samples": 10}
+    seed_traffic(batches)
+    detect("m", batches, monitor, recorder, engine, settings)
+    assert [call[3] for call in batches.sample_calls] == [150, 150]
+    assert engine.calls[0]["n_ref"] == 150 and engine.calls[0]["n_cur"] == 150
+    # counts still report the full windows
+    assert monitor.results[-1]["n_baseline"] == 300
+
+
+def test_configured_tests_alpha_threshold_reach_engine(batches, monitor, recorder, engine,
+                                                        settings):  # fmt: skip
+    monitor.configs["m"] = {"statistical_test": "ks_test", "alpha": 0.01, "drift_threshold": 0.3}
+    seed_traffic(batches)
+    detect("m", batches, monitor, recorder, engine, settings)
+    call = engine.calls[0]
+    assert call["tests"] == ["ks"]
+    assert call["alpha"] == 0.01 and call["threshold"] == 0.3
+
+
+def test_default_threshold_comes_from_settings(batches, monitor, recorder, engine, settings):
+    seed_traffic(batches)
+    detect("m", batches, monitor, recorder, engine, settings)
+    assert engine.calls[0]["threshold"] == settings.drift_threshold
+    assert engine.calls[0]["tests"] is None
+
+
+def test_rolling_baseline_is_historical_window_before_current(batches, monitor, recorder,
+                                                              engine, settings):  # fmt: skip
+    seed_traffic(batches)
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.baseline is not None and outcome.current is not None
+    assert outcome.baseline.end == outcome.current.start
+    assert outcome.baseline.start == outcome.current.start - timedelta(days=7)
+    assert not outcome.baseline_pinned
+    stored = monitor.baselines["m"]
+    assert (stored.start, stored.end, stored.pinned) == (
+        outcome.baseline.start,
+        outcome.baseline.end,
+        False,
+    )
+
+
+def test_rolling_baseline_refreshes_only_when_due(batches, monitor, recorder, engine, settings):
+    monitor.configs["m"] = {"baseline_refresh_hours": 6}
+    seed_traffic(batches)
+    first = detect("m", batches, monitor, recorder, engine, settings)
+    later = detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(hours=5))
+    assert later.baseline == first.baseline  # not due yet: frozen
+    due = detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(hours=6))
+    assert due.baseline is not None and first.baseline is not None
+    assert due.baseline.start == first.baseline.start + timedelta(hours=6)
+    assert monitor.baselines["m"].updated_at == NOW + timedelta(hours=6)
+
+
+def test_rolling_baseline_does_not_move_during_drift(batches, monitor, recorder, engine,
+                                                     settings):  # fmt: skip
+    monitor.configs["m"] = {"baseline_refresh_hours": 1}
+    seed_traffic(batches)
+    batches.add("m", NOW + timedelta(hours=1, minutes=50), vectors(300, shift=2.0))
+    batches.add("m", NOW + timedelta(hours=3, minutes=50), vectors(300, shift=2.0))
+    detect("m", batches, monitor, recorder, engine, settings)
+    # due and not in drift: the baseline moves forward, then the drifted window is flagged
+    drifted = detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(hours=2))
+    assert drifted.status == "drift"
+    assert monitor.baselines["m"].updated_at == NOW + timedelta(hours=2)
+    # due again, but the model is in drift: the open incident keeps its baseline
+    still = detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(hours=4))
+    assert still.status == "drift"
+    assert still.baseline == drifted.baseline
+    assert monitor.baselines["m"].updated_at == NOW + timedelta(hours=2)
+
+
+def test_pinned_baseline_is_used_and_never_moved(batches, monitor, recorder, engine, settings):
+    pinned_start, pinned_end = NOW - timedelta(days=3), NOW - timedelta(days=1)
+    monitor.set_baseline("m", pinned_start, pinned_end, True, NOW - timedelta(days=30))
+    batches.add("m", NOW - timedelta(days=2), vectors(200, seed=1))
+    batches.add("m", NOW - timedelta(hours=5), vectors(400, shift=3.0, seed=3))  # not pinned
+    batches.add("m", NOW - timedelta(minutes=5), vectors(200, seed=2))
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.baseline_pinned
+    assert outcome.baseline is not None
+    assert (outcome.baseline.start, outcome.baseline.end) == (pinned_start, pinned_end)
+    assert outcome.n_baseline == 200
+    assert outcome.status == "ok"
+    assert monitor.baselines["m"].updated_at == NOW - timedelta(days=30)
+
+
+def test_one_model_failing_does_not_stop_the_others(batches, monitor, recorder, engine,
+                                                    settings):  # fmt: skip
+    for model_id in ("a", "broken", "c"):
+        seed_traffic(batches, model_id)
+    batches.broken.add("broken")
+    outcomes = run_all(
+        repository=batches,
+        monitor=monitor,
+        alerting=recorder,
+        metrics=recorder,
+        settings=settings,
+        now=NOW,
+        compare=engine,
+    )
+    by_id = {o.model_id: o for o in outcomes}
+    assert set(by_id) == {"a", "broken", "c"}
+    assert by_id["broken"].status == "error"
+    assert "storage for broken is broken" in (by_id["broken"].error or "")
+    assert by_id["a"].status == by_id["c"].status == "ok"
+    assert sorted(r["status"] for r in monitor.results) == ["error", "ok", "ok"]
+
+
+def test_bad_stored_config_is_an_error_for_that_model_only(batches, monitor, recorder, engine,
+                                                           settings):  # fmt: skip
+    seed_traffic(batches, "a")
+    seed_traffic(batches, "b")
+    monitor.configs["a"] = {"min_samples": "many"}
+    outcomes = run_all(repository=batches, monitor=monitor, alerting=recorder, metrics=recorder,
+                       settings=settings, now=NOW, compare=engine)  # fmt: skip
+    assert [o.status for o in sorted(outcomes, key=lambda o: o.model_id)] == ["error", "ok"]
+
+
+def test_alerting_failure_keeps_the_result(batches, monitor, recorder, engine, settings):
+    seed_traffic(batches, current_shift=2.0)
+    recorder.fail = True
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "drift"
+    assert monitor.results[-1]["status"] == "drift"
+
+
+def test_result_store_failure_is_reported_as_error(batches, monitor, recorder, engine, settings):
+    seed_traffic(batches)
+    monitor.fail_writes = True
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "error"
+    assert "storing the result failed" in (outcome.error or "")
+
+
+def test_time_budget_skips_the_rest_least_recently_checked_first(batches, monitor, recorder,
+                                                                  engine, settings):  # fmt: skip
+    for model_id in ("a", "b", "c"):
+        seed_traffic(batches, model_id)
+    # "c" was never checked, "a" long ago, "b" recently: order c, a, b
+    monitor.results += [
+        {"model_id": "a", "checked_at": NOW - timedelta(hours=3), "status": "ok"},
+        {"model_id": "b", "checked_at": NOW - timedelta(hours=1), "status": "ok"},
+    ]
+    ticks = iter([0.0, 0.0, 1.0, 11.0, 12.0])
+    outcomes = run_all(repository=batches, monitor=monitor, alerting=None, metrics=None,
+                       settings=settings, now=NOW, compare=engine, time_budget_seconds=10,
+                       clock=lambda: next(ticks))  # fmt: skip
+    assert [(o.model_id, o.status) for o in outcomes] == [("c", "ok"), ("a", "ok"),
+                                                          ("b", "skipped")]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [{"current_window_minutes": 0}, {"alpha": 1.5}])
+def test_invalid_stored_config_never_runs_tests(bad, batches, monitor, recorder, engine,
+                                                settings):  # fmt: skip
+    seed_traffic(batches)
+    monitor.configs["m"] = bad
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert outcome.status == "error" and engine.calls == []
