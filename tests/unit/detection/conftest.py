@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pytest
-
 from drift_monitor.config import Settings
-
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
 @dataclass

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import NOW
-
 from drift_monitor.service.detection import DetectionOutcome, run_all, run_detection
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def vectors(n: int, shift: float = 0.0, seed: int = 0) -> np.ndarray[Any, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from drift_monitor.adapters.url_safety import UrlPolicy, validate_webhook_url
 from drift_monitor.domain.errors import ValidationError
 from drift_monitor.domain.model_config import ModelConfig, parse_tests
