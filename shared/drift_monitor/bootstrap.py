@@ -1,0 +1,184 @@
+"""The composition root: the one place that turns configuration into wired collaborators.
+
+* Production (Cloud Functions): Pub/Sub publisher, Cloud SQL / PostgreSQL repository, Redis
+  statistics and dimension registry, Cloud Storage archive when ``GCS_BUCKET`` is set.
+* Embedded (``drift-monitor serve``): an in-process bus that hands every message, encoded with
+  the same envelope as Pub/Sub, to the persist and statistics handlers; SQLite in the data
+  directory (or ``DATABASE_URL``); in-process statistics (or Redis when ``REDIS_URL`` is set).
+* Tests build their own :class:`Container` from twins and install it with
+  :func:`set_container`.
+
+Entry points never construct adapters themselves; they call :func:`container`.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drift_monitor import logs
+from drift_monitor.adapters.memory_bus import DeadLetterList, MemoryBus
+from drift_monitor.config import Settings
+from drift_monitor.domain.envelope import Message
+from drift_monitor.service.ports import (
+    Archive,
+    BatchRepository,
+    DimensionRegistry,
+    Publisher,
+    StatsStore,
+)
+
+SQLITE_FILE = "drift-monitor.db"
+
+
+@dataclass
+class Container:
+    """Everything a handler may need, built once per process."""
+
+    settings: Settings
+    publisher: Publisher  # Pub/Sub (production) | MemoryBus (embedded)
+    repository: BatchRepository  # SqlRepository on PostgreSQL or SQLite
+    stats: StatsStore  # RedisStatsStore | MemoryStatsStore
+    registry: DimensionRegistry  # model dimensions, checked on ingest
+    archive: Archive | None = None
+    dead_letter: Publisher = field(default_factory=DeadLetterList)
+    engine: Any | None = None  # sqlalchemy.Engine behind ``repository``, when there is one
+    embedded: bool = False
+    ready: bool = False  # True once the schema is migrated (GET /healthz)
+    # Detection, alerting and metrics collaborators are added below this line.
+
+    def migrate(self) -> None:
+        """Bring the database schema up to date, then report ready."""
+        if self.engine is not None:
+            from drift_monitor.adapters.sql import upgrade
+
+            upgrade(self.engine)
+        self.ready = True
+
+
+def default_database_url(settings: Settings) -> str:
+    """``DATABASE_URL``, or a SQLite file in the data directory (embedded mode)."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{Path(settings.data_dir).resolve() / SQLITE_FILE}"
+
+
+def _sql(settings: Settings, *, embedded: bool) -> tuple[Any, Any]:
+    from dataclasses import replace
+
+    from drift_monitor.adapters.sql import SqlRepository, make_engine
+
+    if embedded and not settings.instance_connection_name:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        settings = replace(settings, database_url=default_database_url(settings))
+    engine = make_engine(settings)
+    return engine, SqlRepository(engine)
+
+
+def _redis_stats(settings: Settings) -> tuple[StatsStore, DimensionRegistry]:
+    import redis
+
+    from drift_monitor.adapters.redis_stats import RedisDimensionRegistry, RedisStatsStore
+
+    assert settings.redis_url is not None
+    client = redis.Redis.from_url(settings.redis_url)
+    return (
+        RedisStatsStore(client, bucket_seconds=settings.stats_bucket_seconds),
+        RedisDimensionRegistry(client),
+    )
+
+
+def _archive(settings: Settings) -> Archive | None:
+    if not settings.gcs_bucket:
+        return None
+    from google.cloud import storage
+
+    from drift_monitor.adapters.gcs_archive import GcsArchive
+
+    return GcsArchive(storage.Client(project=settings.google_cloud_project), settings.gcs_bucket)
+
+
+def build(settings: Settings, *, embedded: bool) -> Container:
+    """Wire adapters for production (``embedded=False``) or ``drift-monitor serve``."""
+    engine, repository = _sql(settings, embedded=embedded)
+    if embedded:
+        return _embedded(settings, engine, repository)
+    from drift_monitor.adapters.pubsub import DEAD_LETTER_TOPIC, PubSubPublisher
+
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is required outside the embedded mode")
+    stats, registry = _redis_stats(settings)
+    publisher = PubSubPublisher(settings.google_cloud_project, settings.pubsub_topic)
+    return Container(
+        settings=settings,
+        publisher=publisher,
+        repository=repository,
+        stats=stats,
+        registry=registry,
+        archive=_archive(settings),
+        # Its client is created on first use only, so healthy functions never open it.
+        dead_letter=PubSubPublisher(settings.google_cloud_project, DEAD_LETTER_TOPIC),
+        engine=engine,
+    )
+
+
+def _embedded(settings: Settings, engine: Any, repository: Any) -> Container:
+    from drift_monitor.entrypoints import subscribers
+
+    stats: StatsStore
+    if settings.redis_url:
+        stats, _ = _redis_stats(settings)
+    else:
+        from drift_monitor.adapters.memory_stats import MemoryStatsStore
+
+        stats = MemoryStatsStore(bucket_seconds=settings.stats_bucket_seconds)
+    bus = MemoryBus()
+    c = Container(
+        settings=settings,
+        publisher=bus,
+        repository=repository,
+        stats=stats,
+        # SQL is the durable record of each model's dimension in the embedded mode.
+        registry=repository,
+        archive=_archive(settings),
+        engine=engine,
+        embedded=True,
+    )
+    for name, handler in (
+        ("persist", subscribers.persist_handler(c)),
+        ("stats", subscribers.stats_handler(c)),
+    ):
+        bus.subscribe(functools.partial(_deliver, c, name, handler))
+    return c
+
+
+def _deliver(c: Container, name: str, handler: Any, message: Message, message_id: str) -> None:
+    from drift_monitor.entrypoints import subscribers
+    from drift_monitor.entrypoints.cloudevent import Received
+
+    received = Received(message, message_id, f"local/{name}")
+    subscribers.process(received, handler, dead_letter=c.dead_letter, consumer=name)
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def container() -> Container:
+    """The process-wide container, built on first use from the environment (production)."""
+    global _container
+    with _lock:
+        if _container is None:
+            logs.configure()
+            _container = build(Settings.from_env(), embedded=False)
+        return _container
+
+
+def set_container(c: Container | None) -> None:
+    """Install ``c`` as the process-wide container (``None``: build again on next use)."""
+    global _container
+    with _lock:
+        _container = c
