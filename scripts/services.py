@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -62,6 +63,10 @@ STOP_TIMEOUT = 15.0
 
 class ServiceError(RuntimeError):
     """A service could not be started; the message says which and why."""
+
+
+class NotInstalled(ServiceError):
+    """A service's program is not on this machine: reported, the others still start."""
 
 
 def log(message: str) -> None:
@@ -230,7 +235,7 @@ class Postgres(Service):
     def _bin(self, name: str) -> str:
         path = PG_BIN / name
         if not path.exists():
-            raise ServiceError(
+            raise NotInstalled(
                 f"PostgreSQL 15 binary {path} not found; install the postgresql-15 package "
                 "(or set PG_BIN)"
             )
@@ -339,7 +344,7 @@ class Redis(Service):
     def command(self) -> list[str]:
         binary = _which("redis-server")
         if binary is None:
-            raise ServiceError("redis-server not found; apt-get install redis-server")
+            raise NotInstalled("redis-server not found; apt-get install redis-server")
         return [
             binary,
             "--port", str(self.port),
@@ -362,12 +367,12 @@ class PubSubEmulator(Service):
 
     def command(self) -> list[str]:
         if not PUBSUB_EMULATOR.exists():
-            raise ServiceError(
+            raise NotInstalled(
                 f"the official Pub/Sub emulator is not installed ({PUBSUB_EMULATOR} missing; "
                 "it ships with the Google Cloud SDK component pubsub-emulator)"
             )
         if shutil.which("java") is None:
-            raise ServiceError("the Pub/Sub emulator needs java on PATH")
+            raise NotInstalled("the Pub/Sub emulator needs java on PATH")
         return [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={self.port}"]
 
     def popen_kwargs(self) -> dict[str, object]:
@@ -390,7 +395,7 @@ class Pushgateway(Service):
     def command(self) -> list[str]:
         binary = _which("prometheus-pushgateway", Path("/usr/bin/prometheus-pushgateway"))
         if binary is None:
-            raise ServiceError(
+            raise NotInstalled(
                 "prometheus-pushgateway not found; apt-get install prometheus-pushgateway"
             )
         return [binary, f"--web.listen-address=127.0.0.1:{self.port}"]
@@ -413,7 +418,7 @@ class GcsEmulator(Service):
             Path(__file__).resolve().parent.parent / ".venv" / "bin" / "gcp-storage-emulator",
         )
         if binary is None:
-            raise ServiceError(
+            raise NotInstalled(
                 "gcp-storage-emulator not found; pip install gcp-storage-emulator "
                 "(it is in the project's dev extra)"
             )
@@ -459,6 +464,7 @@ class ServiceSet:
         self.workdir = Path(tempfile.mkdtemp(prefix="drift-services-"))
         self.services: list[Service] = []
         self.env: dict[str, str] = {}
+        self.missing: dict[str, str] = {}
 
     def start(self) -> dict[str, str]:
         started = time.monotonic()
@@ -466,8 +472,15 @@ class ServiceSet:
             for name in START_ORDER:
                 if name in self.names:
                     service = SERVICE_CLASSES[name](self.workdir)
+                    try:
+                        service.spawn()
+                    except NotInstalled as exc:
+                        # Tests that need it fail with this reason (tests/conftest.py);
+                        # everything else can still run.
+                        log(f"WARNING: {name} not started: {exc}")
+                        self.missing[name] = str(exc)
+                        continue
                     self.services.append(service)
-                    service.spawn()
             (self.workdir / "pids").write_text(
                 "".join(f"{s.name} {s.proc.pid}\n" for s in self.services if s.proc)
             )
@@ -475,10 +488,13 @@ class ServiceSet:
             for service in self.services:
                 service.wait_ready(deadline)
                 self.env.update(service.env())
+            if self.missing:
+                self.env["DRIFT_SERVICES_MISSING"] = json.dumps(self.missing, sort_keys=True)
         except BaseException:
             self.stop()
             raise
-        log(f"all ready in {time.monotonic() - started:.1f}s: {', '.join(self.names)}")
+        ready = ", ".join(s.name for s in self.services) or "none"
+        log(f"ready in {time.monotonic() - started:.1f}s: {ready}")
         return dict(self.env)
 
     def dead(self) -> list[Service]:

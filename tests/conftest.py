@@ -10,6 +10,7 @@ Area-specific fixtures belong in the conftest.py of that area's test folder.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,48 +34,57 @@ def services_required() -> bool:
     )
 
 
-def service_env(name: str, what: str) -> str:
+def service_env(name: str, what: str, service: str) -> str:
     """Return the environment variable ``name`` or skip (fail when services are required)."""
     value = os.environ.get(name, "").strip()
     if value:
         return value
-    message = (
-        f"{what} is not available: {name} is unset. Run the tests through ./scripts/test, or "
-        f"start the services with `python scripts/services.py up --env-file F` and export F."
-    )
+    # scripts/services.py says why a service it was asked for is absent (not installed).
+    missing = json.loads(os.environ.get("DRIFT_SERVICES_MISSING", "") or "{}")
+    if service in missing:
+        message = f"{what} is not available: {missing[service]}"
+    else:
+        message = (
+            f"{what} is not available: {name} is unset. Run the tests through ./scripts/test, "
+            "or start the services with `python scripts/services.py up --env-file F` and "
+            "export the variables in F."
+        )
     if services_required():
-        pytest.fail(f"DRIFT_MONITOR_REQUIRE_SERVICES=1 but {message}", pytrace=False)
+        pytest.fail(
+            f"{message} (DRIFT_MONITOR_REQUIRE_SERVICES=1: failing instead of skipping)",
+            pytrace=False,
+        )
     pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """SQLAlchemy URL of a throwaway PostgreSQL database (``postgresql+pg8000://...``)."""
-    return service_env("TEST_DATABASE_URL", "PostgreSQL")
+    return service_env("TEST_DATABASE_URL", "PostgreSQL", "pg")
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """``redis://127.0.0.1:PORT/0`` of a throwaway Redis server."""
-    return service_env("TEST_REDIS_URL", "Redis")
+    return service_env("TEST_REDIS_URL", "Redis", "redis")
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator_host() -> str:
     """``127.0.0.1:PORT`` of the Pub/Sub emulator; also left in ``PUBSUB_EMULATOR_HOST``."""
-    return service_env("PUBSUB_EMULATOR_HOST", "The Pub/Sub emulator")
+    return service_env("PUBSUB_EMULATOR_HOST", "The Pub/Sub emulator", "pubsub")
 
 
 @pytest.fixture(scope="session")
 def pushgateway_url() -> str:
     """``http://127.0.0.1:PORT`` of a Prometheus Pushgateway."""
-    return service_env("TEST_PUSHGATEWAY_URL", "The Prometheus Pushgateway")
+    return service_env("TEST_PUSHGATEWAY_URL", "The Prometheus Pushgateway", "pushgateway")
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator_host() -> str:
     """``http://127.0.0.1:PORT`` of gcp-storage-emulator; also in ``STORAGE_EMULATOR_HOST``."""
-    return service_env("STORAGE_EMULATOR_HOST", "The Cloud Storage emulator")
+    return service_env("STORAGE_EMULATOR_HOST", "The Cloud Storage emulator", "gcs")
 
 
 @pytest.fixture(scope="session")
