@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import storage
+from google.cloud.storage import Client
 
 from drift_monitor.adapters.archive_names import CONTENT_TYPE, object_metadata, object_name
 from drift_monitor.domain.batch import BatchPart
@@ -55,7 +55,7 @@ class GcsArchive:
     of the part's identity, so a redelivered message overwrites the object with identical bytes.
     """
 
-    def __init__(self, client: storage.Client, bucket: str, prefix: str = "") -> None:
+    def __init__(self, client: Client, bucket: str, prefix: str = "") -> None:
         self.client = client
         self.bucket = client.bucket(bucket)
         self.prefix = prefix
