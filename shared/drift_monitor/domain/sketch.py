@@ -43,6 +43,7 @@ MAGIC = b"EDMS"
 # magic, version, hist dtype code, dimension, bins, reservoir capacity, reservoir rows,
 # count, norm_count, norm_mean, norm_m2, norm_min, norm_max
 _HEADER = struct.Struct("<4sBBIIIIQQdddd")
+SKETCH_HEADER_SIZE = _HEADER.size
 _HIST_DTYPES: dict[int, np.dtype[Any]] = {
     2: np.dtype("<u2"),
     4: np.dtype("<u4"),
@@ -509,6 +510,15 @@ class RunningStats:
             reservoir=reservoir,
             reservoir_size=k,
         )
+
+
+def sketch_count(head: bytes) -> int:
+    """Vector count from the first :data:`SKETCH_HEADER_SIZE` bytes of a sketch blob."""
+    if len(head) < _HEADER.size or head[:4] != MAGIC:
+        raise ValueError("not a sketch header")
+    if head[4] != SKETCH_FORMAT_VERSION:
+        raise ValueError(f"unsupported sketch format version {head[4]}")
+    return int(_HEADER.unpack_from(head)[7])
 
 
 def _hist_dtype(hist: Int64Array) -> np.dtype[Any]:
