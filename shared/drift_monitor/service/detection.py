@@ -87,7 +87,7 @@ class Window:
     end: datetime
 
     def to_dict(self) -> dict[str, str]:
-        return {"start": _iso(self.start), "end": _iso(self.end)}
+        return {"start": iso(self.start), "end": iso(self.end)}
 
 
 @dataclass
@@ -120,7 +120,7 @@ class DetectionOutcome:
             "model_id": self.model_id,
             "status": self.status,
             "drift_detected": self.drift_detected,
-            "checked_at": _iso(self.checked_at),
+            "checked_at": iso(self.checked_at),
             "kl_divergence": report.get("kl_divergence"),
             "confidence_interval": report.get("confidence_interval"),
             "tests": report.get("tests", {}),
@@ -145,7 +145,7 @@ class DetectionOutcome:
         }
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -353,6 +353,61 @@ def model_ids(repository: DetectionRepository) -> list[str]:
     for row in repository.list_models():
         ids.append(row if isinstance(row, str) else str(_attr(row, "model_id")))
     return ids
+
+
+@dataclass
+class AlertDispatcher:
+    """Hands detection outcomes to the alerting decision with each model's channels.
+
+    Channels: PagerDuty (one notifier for every model, when a routing key is configured) and
+    the model's own ``alert_webhook`` (built per call by ``webhook``, so a changed URL takes
+    effect on the next run). The trigger/resolve/cooldown decision and the stored alert state
+    live in :func:`drift_monitor.service.alerting.process_outcome`.
+    """
+
+    store: Any  # AlertStateStore (SqlMonitorRepository)
+    cooldown: timedelta
+    pagerduty: Any = None  # Notifier | None
+    webhook: Callable[[str], Any] | None = None
+    counter: Any = None  # AlertCounter | None
+    severity: str = "warning"
+
+    def notifiers(self, config: ModelConfig) -> list[Any]:
+        channels = [] if self.pagerduty is None else [self.pagerduty]
+        if config.alert_webhook and self.webhook is not None:
+            channels.append(self.webhook(config.alert_webhook))
+        return channels
+
+    def handle(self, outcome: DetectionOutcome, config: ModelConfig, now: datetime) -> Any:
+        from drift_monitor.service import alerting
+
+        if outcome.status not in ("ok", "drift", "insufficient_data", "error"):
+            return []
+        decided = alerting.DetectionOutcome(
+            model_id=outcome.model_id,
+            status=outcome.status,  # type: ignore[arg-type]
+            checked_at=outcome.checked_at,
+            report=outcome.report,
+            baseline_window=None
+            if outcome.baseline is None
+            else (outcome.baseline.start, outcome.baseline.end),
+            current_window=None
+            if outcome.current is None
+            else (outcome.current.start, outcome.current.end),
+            n_baseline=outcome.n_baseline,
+            n_current=outcome.n_current,
+            threshold=config.drift_threshold,
+            result_id=outcome.result_id,
+        )
+        return alerting.process_outcome(
+            decided,
+            notifiers=self.notifiers(config),
+            store=self.store,
+            cooldown=self.cooldown,
+            now=now,
+            severity=self.severity,  # type: ignore[arg-type]
+            counter=self.counter,
+        )
 
 
 def run_all(

@@ -1,0 +1,141 @@
+"""HTTP entry point for detection (Cloud Function ``detect``; ``drift-monitor serve`` too).
+
+``POST /drift/check`` runs every model, ``POST /drift/check/{model_id}`` one model; both
+answer ``200 {"checked_at", "results": [...]}`` with one status document per model. Cloud
+Scheduler calls the first every few minutes with an OIDC token (IAM invoker) and the API key.
+Models run one after another inside a time budget; ``docs/detection.md`` explains the choice
+over a Pub/Sub fan-out and how to scale out later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Flask, Request, Response, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+
+from drift_monitor import bootstrap, logs
+from drift_monitor.domain.batch import check_model_id
+from drift_monitor.domain.errors import TransientError, ValidationError
+from drift_monitor.entrypoints import auth
+from drift_monitor.service import detection
+
+URLS = Map(
+    [
+        Rule("/drift/check", methods=["POST"], endpoint="all"),
+        Rule("/drift/check/<path:model_id>", methods=["POST"], endpoint="one"),
+    ],
+    strict_slashes=False,
+)
+
+
+def json_response(payload: object, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status=status,
+        mimetype="application/json",
+    )
+
+
+def error(field: str, message: str, status: int) -> Response:
+    return json_response(ValidationError(field, message, status).to_dict(), status)
+
+
+def now_of(container: Any) -> datetime:
+    """The container's clock (tests and replays set one), else the wall clock."""
+    clock: Callable[[], datetime] | None = getattr(container, "clock", None)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def collaborators(container: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`detection.run_detection` taken from the container."""
+    return {
+        "repository": container.repository,
+        "monitor": container.monitor,
+        "stats": container.stats,
+        "alerting": getattr(container, "alerting", None),
+        "metrics": getattr(container, "metrics", None),
+        "settings": container.settings,
+    }
+
+
+def summary(outcome: detection.DetectionOutcome) -> dict[str, Any]:
+    """The status document without the full engine report (kept in the results table)."""
+    doc = outcome.to_dict()
+    doc.pop("report", None)
+    doc["result_id"] = outcome.result_id
+    doc["alerts"] = _alerts(outcome.alerts)
+    return doc
+
+
+def _alerts(alerts: Any) -> list[dict[str, Any]]:
+    if not alerts:
+        return []
+    out = []
+    for item in alerts:
+        decision = getattr(item, "decision", None)
+        out.append(
+            {
+                "channel": getattr(item, "channel", None),
+                "decision": getattr(decision, "value", decision),
+                "sent": getattr(item, "sent", None),
+                "error": getattr(item, "error", None),
+            }
+        )
+    return out
+
+
+def handle(request: Request) -> Response:
+    """Cloud Function ``detect``."""
+    return handle_with(request, bootstrap.container())
+
+
+def handle_with(request: Request, container: Any) -> Response:
+    adapter = URLS.bind("detect.invalid")
+    try:
+        endpoint, values = adapter.match(request.path, method=request.method)
+    except HTTPException as exc:
+        status = exc.code or 404
+        return error("method" if status == 405 else "path", exc.description or exc.name, status)
+    refused = auth.check(request, container.settings, auth.API)
+    if refused is not None:
+        return refused
+    now = now_of(container)
+    try:
+        if endpoint == "one":
+            model_id = check_model_id(values["model_id"])
+            if container.repository.model_dimension(model_id) is None:
+                return error("model_id", f"unknown model {model_id!r}", 404)
+            outcomes = [detection.run_detection(model_id, now=now, **collaborators(container))]
+        else:
+            outcomes = detection.run_all(now=now, **collaborators(container))
+    except ValidationError as exc:
+        return json_response(exc.to_dict(), exc.status)
+    except TransientError as exc:
+        logs.log("WARNING", f"detection could not list models: {exc}")
+        return error("storage", "the database is unavailable; retry", 503)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    logs.log("INFO", "detection run finished", models=len(outcomes), **counts)
+    return json_response(
+        {
+            "checked_at": detection.iso(now),
+            "counts": counts,
+            "results": [summary(o) for o in outcomes],
+        }
+    )
+
+
+def register(app: Flask, container: Any) -> None:
+    """Add the detection routes to the ``drift-monitor serve`` app."""
+
+    def view(**_: Any) -> Response:
+        return handle_with(request, container)
+
+    app.add_url_rule("/drift/check", "drift_check_all", view, methods=["POST"])
+    app.add_url_rule("/drift/check/<path:model_id>", "drift_check_one", view, methods=["POST"])
