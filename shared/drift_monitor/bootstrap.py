@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ class Container:
     embedded: bool = False
     ready: bool = False  # True once the schema is migrated (GET /healthz)
     # Detection, alerting and metrics collaborators are added below this line.
+    monitor: Any | None = None  # SqlMonitorRepository: configs, baselines, results, alert state
+    alerting: Any | None = None  # detection.AlertDispatcher (PagerDuty + per-model webhooks)
+    metrics: Any | None = None  # PushgatewayExporter | LocalMetrics (embedded /metrics)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def migrate(self) -> None:
         """Bring the database schema up to date, then report ready."""
@@ -105,24 +111,58 @@ def build(settings: Settings, *, embedded: bool) -> Container:
     """Wire adapters for production (``embedded=False``) or ``drift-monitor serve``."""
     engine, repository = _sql(settings, embedded=embedded)
     if embedded:
-        return _embedded(settings, engine, repository)
+        return _with_detection(_embedded(settings, engine, repository))
     from drift_monitor.adapters.pubsub import DEAD_LETTER_TOPIC, PubSubPublisher
 
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is required outside the embedded mode")
     stats, registry = _redis_stats(settings)
     publisher = PubSubPublisher(settings.google_cloud_project, settings.pubsub_topic)
-    return Container(
-        settings=settings,
-        publisher=publisher,
-        repository=repository,
-        stats=stats,
-        registry=registry,
-        archive=_archive(settings),
-        # Its client is created on first use only, so healthy functions never open it.
-        dead_letter=PubSubPublisher(settings.google_cloud_project, DEAD_LETTER_TOPIC),
-        engine=engine,
+    return _with_detection(
+        Container(
+            settings=settings,
+            publisher=publisher,
+            repository=repository,
+            stats=stats,
+            registry=registry,
+            archive=_archive(settings),
+            # Its client is created on first use only, so healthy functions never open it.
+            dead_letter=PubSubPublisher(settings.google_cloud_project, DEAD_LETTER_TOPIC),
+            engine=engine,
+        )
     )
+
+
+def _with_detection(c: Container) -> Container:
+    """Add the monitor tables, metrics exporter and alert channels (detection, API)."""
+    from drift_monitor.adapters.http_delivery import HttpDelivery
+    from drift_monitor.adapters.metrics import LocalMetrics, PushgatewayExporter
+    from drift_monitor.adapters.pagerduty import PagerDutyNotifier
+    from drift_monitor.adapters.sql import SqlMonitorRepository
+    from drift_monitor.adapters.url_safety import UrlPolicy
+    from drift_monitor.adapters.webhook import WebhookNotifier
+    from drift_monitor.service.detection import AlertDispatcher
+
+    s = c.settings
+    c.monitor = SqlMonitorRepository(c.engine)
+    c.metrics = (
+        PushgatewayExporter(s.prometheus_gateway) if s.prometheus_gateway else LocalMetrics()
+    )
+    # One delivery object: its circuit breakers are per endpoint and must outlive a run.
+    delivery = HttpDelivery(policy=UrlPolicy.for_environment(s.environment))
+    pagerduty = (
+        PagerDutyNotifier(s.pagerduty_routing_key, s.pagerduty_events_url, delivery)
+        if s.pagerduty_routing_key
+        else None
+    )
+    c.alerting = AlertDispatcher(
+        store=c.monitor,
+        cooldown=timedelta(minutes=s.alert_cooldown_minutes),
+        pagerduty=pagerduty,
+        webhook=lambda url: WebhookNotifier(url, delivery),
+        counter=c.metrics,
+    )
+    return c
 
 
 def _embedded(settings: Settings, engine: Any, repository: Any) -> Container:

@@ -308,10 +308,10 @@ def rebuild(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
 
 def metrics_page(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
     exporter = getattr(c, "metrics", None)
-    exposition = getattr(exporter, "exposition", None)
-    if exposition is None:
+    render = getattr(exporter, "render", None)
+    if render is None:
         raise NotFound("no local metrics page: metrics go to PROMETHEUS_GATEWAY")
-    body, content_type = exposition()
+    body, content_type = render()
     return Response(body, status=200, content_type=content_type)
 
 

@@ -78,7 +78,9 @@ class Alerting(Protocol):
 
 
 class Metrics(Protocol):
-    def record_detection(self, outcome: DetectionOutcome) -> None: ...
+    """The metrics exporter (``drift_monitor.adapters.metrics.MetricsExporter``)."""
+
+    def export_run(self, run: Any) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,16 @@ class DetectionOutcome:
                 "current_used": report.get("n_current", 0),
             },
             "config": self.config,
-            "report": report,
+            # the engine's remaining output (alpha, dimension, per-test details, ...)
+            "report": {k: v for k, v in report.items() if k not in _PROMOTED},
             "error": self.error,
             "duration_seconds": round(self.duration_seconds, 6),
         }
+
+
+_PROMOTED = frozenset(
+    {"kl_divergence", "confidence_interval", "tests", "top_dimensions", "quality"}
+)
 
 
 def iso(value: datetime) -> str:
@@ -323,11 +331,26 @@ def _notify(
             logger.exception("alerting failed", extra={"fields": {"model_id": outcome.model_id}})
     if metrics is not None:
         try:
-            metrics.record_detection(outcome)
+            metrics.export_run(run_metrics(outcome))
         except Exception:
             logger.exception(
                 "metrics export failed", extra={"fields": {"model_id": outcome.model_id}}
             )
+
+
+def run_metrics(outcome: DetectionOutcome) -> Any:
+    """The Prometheus view of one run (per-test scores, p-values, window sizes, duration)."""
+    from drift_monitor.adapters.metrics import RunMetrics
+
+    return RunMetrics.from_report(
+        outcome.model_id,
+        outcome.status,
+        outcome.report,
+        duration_seconds=outcome.duration_seconds,
+        finished_at=outcome.checked_at,
+        n_baseline=outcome.n_baseline,
+        n_current=outcome.n_current,
+    )
 
 
 def result_row(outcome: DetectionOutcome) -> dict[str, Any]:
@@ -375,7 +398,12 @@ class AlertDispatcher:
     def notifiers(self, config: ModelConfig) -> list[Any]:
         channels = [] if self.pagerduty is None else [self.pagerduty]
         if config.alert_webhook and self.webhook is not None:
-            channels.append(self.webhook(config.alert_webhook))
+            try:
+                channels.append(self.webhook(config.alert_webhook))
+            except Exception:
+                # A webhook refused by the SSRF rules (e.g. stored before a policy change)
+                # must not keep PagerDuty from paging.
+                logger.exception("alert webhook refused; skipping that channel")
         return channels
 
     def handle(self, outcome: DetectionOutcome, config: ModelConfig, now: datetime) -> Any:

@@ -107,8 +107,9 @@ class Recorder:
         self.seen.append(outcome)
         return {"pagerduty": "none"}
 
-    def record_detection(self, outcome: Any) -> None:
-        self.seen.append(outcome)
+    def export_run(self, run: Any) -> bool:
+        self.seen.append(run)
+        return True
 
 
 class FakeReport:

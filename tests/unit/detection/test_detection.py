@@ -43,7 +43,10 @@ def test_same_distribution_is_ok_and_stored(batches, monitor, recorder, engine, 
     assert monitor.results[-1]["status"] == "ok"
     assert monitor.results[-1]["report"]["samples"]["current"] == 300
     # the outcome reached alerting and metrics, after it was stored
-    assert recorder.seen == [outcome, outcome]
+    alerted, exported = recorder.seen
+    assert alerted is outcome
+    assert (exported.model_id, exported.status, exported.n_current) == ("m", "ok", 300)
+    assert exported.kl_divergence == outcome.report["kl_divergence"]
     assert outcome.result_id == 1
 
 
