@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from drift_monitor import logs
@@ -33,7 +32,8 @@ from drift_monitor.service.ports import (
     StatsStore,
 )
 
-SQLITE_FILE = "drift-monitor.db"
+# Statistics buckets are kept at least a week, and as long as detection looks back.
+MIN_STATS_RETENTION_SECONDS = 7 * 86_400
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Container:
     registry: DimensionRegistry  # model dimensions, checked on ingest
     archive: Archive | None = None
     dead_letter: Publisher = field(default_factory=DeadLetterList)
-    engine: Any | None = None  # sqlalchemy.Engine behind ``repository``, when there is one
+    engine: Any = None  # the sqlalchemy Engine behind ``repository`` (None in unit tests)
     embedded: bool = False
     ready: bool = False  # True once the schema is migrated (GET /healthz)
     # Detection, alerting and metrics collaborators are added below this line.
@@ -65,23 +65,23 @@ class Container:
         self.ready = True
 
 
-def default_database_url(settings: Settings) -> str:
-    """``DATABASE_URL``, or a SQLite file in the data directory (embedded mode)."""
-    if settings.database_url:
-        return settings.database_url
-    return f"sqlite:///{Path(settings.data_dir).resolve() / SQLITE_FILE}"
+def database_url(settings: Settings) -> str:
+    """``DATABASE_URL``, or the SQLite file in the data directory (embedded default)."""
+    from drift_monitor.adapters import sql
+
+    return sql.database_url(settings)
 
 
-def _sql(settings: Settings, *, embedded: bool) -> tuple[Any, Any]:
-    from dataclasses import replace
-
+def _sql(settings: Settings) -> tuple[Any, Any]:
     from drift_monitor.adapters.sql import SqlRepository, make_engine
 
-    if embedded and not settings.instance_connection_name:
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        settings = replace(settings, database_url=default_database_url(settings))
+    # DATABASE_URL, the Cloud SQL connector (INSTANCE_CONNECTION_NAME), or SQLite in data_dir.
     engine = make_engine(settings)
     return engine, SqlRepository(engine)
+
+
+def stats_retention_seconds(settings: Settings) -> int:
+    return max(MIN_STATS_RETENTION_SECONDS, settings.historical_window_days * 86_400)
 
 
 def _redis_stats(settings: Settings) -> tuple[StatsStore, DimensionRegistry]:
@@ -92,7 +92,11 @@ def _redis_stats(settings: Settings) -> tuple[StatsStore, DimensionRegistry]:
     assert settings.redis_url is not None
     client = redis.Redis.from_url(settings.redis_url)
     return (
-        RedisStatsStore(client, bucket_seconds=settings.stats_bucket_seconds),
+        RedisStatsStore(
+            client,
+            bucket_seconds=settings.stats_bucket_seconds,
+            retention_seconds=stats_retention_seconds(settings),
+        ),
         RedisDimensionRegistry(client),
     )
 
@@ -109,7 +113,7 @@ def _archive(settings: Settings) -> Archive | None:
 
 def build(settings: Settings, *, embedded: bool) -> Container:
     """Wire adapters for production (``embedded=False``) or ``drift-monitor serve``."""
-    engine, repository = _sql(settings, embedded=embedded)
+    engine, repository = _sql(settings)
     if embedded:
         return _with_detection(_embedded(settings, engine, repository))
     from drift_monitor.adapters.pubsub import DEAD_LETTER_TOPIC, PubSubPublisher
@@ -174,7 +178,10 @@ def _embedded(settings: Settings, engine: Any, repository: Any) -> Container:
     else:
         from drift_monitor.adapters.memory_stats import MemoryStatsStore
 
-        stats = MemoryStatsStore(bucket_seconds=settings.stats_bucket_seconds)
+        stats = MemoryStatsStore(
+            bucket_seconds=settings.stats_bucket_seconds,
+            retention_seconds=stats_retention_seconds(settings),
+        )
     bus = MemoryBus()
     c = Container(
         settings=settings,

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         f"drift-monitor serving on {url} (data in {settings.data_dir})",
         url=url,
         data_dir=str(settings.data_dir),
-        database=_redacted(bootstrap.default_database_url(settings)),
+        database=_redacted(bootstrap.database_url(settings)),
         statistics="redis" if settings.redis_url else "memory",
     )
     warning = auth.startup_warning(settings)

@@ -49,8 +49,10 @@ def handle_with(request: Request, container: Any) -> Response:
         return refused
     limits = Limits.from_settings(container.settings)
     try:
-        # Both checks run before the body is read: a client must not make us buffer 1 GB.
         validation.check_content_length(request.content_length, limits)
+    except ValidationError as exc:
+        return _refuse_unread(exc)
+    try:
         validation.check_content_type(request.content_type)
         body = _read_body(request, limits.max_request_bytes)
         result = ingest.accept_batch(
@@ -79,6 +81,21 @@ def handle_with(request: Request, container: Any) -> Response:
         parts=result.parts,
     )
     return json_response(result.to_dict(), 202)
+
+
+def _refuse_unread(error: ValidationError) -> Response:
+    """Answer without reading the body a client declared too large.
+
+    functions-framework drains (buffers) the request body after a plain response; a streamed
+    response is exempt, so an oversized upload is never held in memory (the server closes
+    the connection rather than skip the unread body).
+    """
+    logs.log("INFO", f"ingest rejected: {error}", field=error.field, status=error.status)
+    return Response(
+        iter([orjson.dumps(error.to_dict())]),
+        status=error.status,
+        mimetype="application/json",
+    )
 
 
 def _read_body(request: Request, limit: int) -> bytes:

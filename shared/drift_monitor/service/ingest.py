@@ -121,10 +121,13 @@ def persist_part(
 ) -> bool:
     """Store one part durably; return False if it was stored before (a redelivery).
 
-    The archive write comes first and is idempotent, so a failure between the two writes is
-    repaired by the redelivery that the failure causes.
+    The repository claims the model's dimension in the same transaction as the write and
+    rejects a mismatch (:class:`ValidationError`). The archive write comes first and is
+    idempotent, so a failure between the two writes is repaired by the redelivery that the
+    failure causes.
     """
-    check_part_dimension(part, repository, configured_dimension)
+    if configured_dimension is not None and repository.model_dimension(part.model_id) is None:
+        validation.check_dimension(part.vectors, configured_dimension, source="EMBEDDING_DIMENSION")
     if archive is not None:
         archive.put(part)
     return repository.save_part(part)
