@@ -135,6 +135,12 @@ class MemoryStatsStore:
             for b in self.policy.select(model.buckets, start, end):
                 del model.buckets[b]
 
+    def align(
+        self, start: datetime | None, end: datetime | None
+    ) -> tuple[datetime | None, datetime | None]:
+        """``[start, end)`` widened to whole buckets (what :meth:`clear` and :meth:`read` touch)."""
+        return self.policy.align(start, end)
+
     # ------------------------------------------------------------------ reads
     def read(
         self, model_id: str, start: datetime | None = None, end: datetime | None = None
