@@ -16,7 +16,7 @@ from drift_monitor.adapters.memory_bus import DeadLetterList
 from drift_monitor.config import Settings
 from drift_monitor.domain.batch import BatchPart
 from drift_monitor.domain.envelope import Message
-from drift_monitor.domain.errors import TransientError
+from drift_monitor.domain.errors import TransientError, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MAIN = str(REPO_ROOT / "functions" / "main.py")
@@ -63,9 +63,14 @@ class Repository(Registry):
     def save_part(self, part: BatchPart) -> bool:
         if self.fail:
             raise TransientError("database unreachable")
+        # Like SqlRepository: the dimension is claimed in the same transaction as the write.
+        established = self.dimensions.get(part.model_id, part.dimension)
+        if established != part.dimension:
+            raise ValidationError("embeddings", f"model expects dimension {established}")
         key = (part.model_id, part.key)
         if key in self.parts:
             return False
+        self.dimensions[part.model_id] = established
         self.parts[key] = part
         return True
 
