@@ -305,9 +305,9 @@ def alert_details(outcome: DetectionOutcome, max_dimensions: int = 10) -> dict[s
             details[key] = _clean(report[key])
     if outcome.threshold is not None:
         details["threshold"] = _clean(outcome.threshold)
-    top = report.get("top_dimensions")
-    if isinstance(top, list | tuple):
-        details["top_dimensions"] = _clean(list(top)[:max_dimensions])
+    top = _clean(report.get("top_dimensions"))
+    if isinstance(top, list):
+        details["top_dimensions"] = top[:max_dimensions]
     if outcome.result_id is not None:
         details["result_id"] = _clean(outcome.result_id)
     return details
