@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=int, default=8080, help="port to bind; 0 picks a free one (default 8080)"
     )
     parser.add_argument(
+        "--detect-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="run drift detection for every model this often; 0 disables (default 60)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
@@ -71,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         logs.log("WARNING", warning)
 
+    from drift_monitor.entrypoints.detect_http import Schedule
+
+    schedule = Schedule(container, args.detect_every).start() if args.detect_every > 0 else None
+
     def stop(signum: int, _frame: FrameType | None) -> None:
         logs.log("INFO", f"received {signal.Signals(signum).name}, shutting down")
         # shutdown() waits for serve_forever() to return, which runs in this (main) thread.
@@ -80,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     finally:
+        if schedule is not None:
+            schedule.stop()
         server.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

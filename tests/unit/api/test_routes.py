@@ -278,3 +278,19 @@ def test_unknown_path_and_wrong_method(api: Api) -> None:
     assert api.client.get("/nothing/here", headers=API).status_code == 404
     response = api.client.delete("/models", headers=API)
     assert response.status_code == 405
+
+
+def test_embedded_schedule_runs_detection_in_the_background(seeded: Api) -> None:
+    import time
+
+    from drift_monitor.entrypoints.detect_http import Schedule
+
+    schedule = Schedule(seeded.container, every=0.05).start()
+    deadline = time.monotonic() + 10
+    monitor = seeded.container.monitor
+    assert monitor is not None
+    while monitor.latest_result("org/encoder") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    schedule.stop()
+    assert schedule.runs >= 1
+    assert monitor.latest_result("org/encoder").status == "insufficient_data"
