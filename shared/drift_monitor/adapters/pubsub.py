@@ -7,6 +7,7 @@ anonymous credentials; nothing here changes for it.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Sequence
 from concurrent import futures as cf
@@ -39,6 +40,26 @@ def _publisher_client() -> pubsub_v1.PublisherClient:
             max_messages=BATCH_MAX_MESSAGES,
         )
     )
+
+
+def subscriber_client() -> pubsub_v1.SubscriberClient:
+    """A ``SubscriberClient`` that can pull messages of any size.
+
+    Against the emulator the official client opens its channel without raising gRPC's 4 MiB
+    receive limit, so pulling one of our ~8 MiB messages fails; give it a channel that has no
+    limit (GCP itself delivers through Eventarc push and never hits this).
+    """
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if not host:
+        return pubsub_v1.SubscriberClient()
+    import grpc
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    channel = grpc.insecure_channel(
+        host,
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    )
+    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
 
 
 class PubSubPublisher:
