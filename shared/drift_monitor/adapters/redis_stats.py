@@ -192,6 +192,10 @@ class RedisStatsStore:
                         if new_edges:
                             pipe.set(edges_key, edges_blob)
                         pipe.set(bucket_key, merged.to_bytes())
+                        if current is None:
+                            # Allocate the whole filter at once: grown bit by bit, Redis would
+                            # over-allocate the string (up to twice its size).
+                            pipe.set(seen_key, bytes(self.policy.seen.bits // 8))
                         pipe.execute_command("BITFIELD", seen_key, *set_bits)
                         pipe.zadd(index_key, {str(bucket): bucket})
                         pipe.zremrangebyscore(index_key, "-inf", f"({self.policy.oldest_live(now)}")
