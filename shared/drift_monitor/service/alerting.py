@@ -104,10 +104,14 @@ class AlertStateStore(Protocol):
         new_state: str,
         dedup_key: str,
         now: datetime,
+        *,
+        sent_before: datetime | None = None,
     ) -> bool:
-        """Compare-and-set: if the stored state equals ``expected_state`` (None: no row yet),
-        set ``state=new_state``, ``dedup_key``, ``last_sent_at=now``, ``updated_at`` and return
-        True; otherwise change nothing and return False. Atomic across processes."""
+        """Compare-and-set: if the stored state equals ``expected_state`` (None: no row yet)
+        and, when ``sent_before`` is given, ``last_sent_at`` is missing or earlier than it, set
+        ``state=new_state``, ``dedup_key``, ``last_sent_at=now``, ``updated_at`` and return
+        True; otherwise change nothing and return False. Atomic across processes, so the
+        cooldown check (``sent_before = now - cooldown``) is part of the claim."""
         ...
 
 
@@ -423,7 +427,16 @@ def _process_channel(
     dedup_key = state.dedup_key if state is not None and state.dedup_key else None
     dedup_key = dedup_key or dedup_key_for(model_id)
     new_state = RESOLVED if decision is Decision.RESOLVE else TRIGGERED
-    if not store.transition_alert(model_id, channel, expected, new_state, dedup_key, now):
+    # Where the decision depended on the cooldown, make that check part of the atomic claim,
+    # so two overlapping runs cannot both send a reminder. The store compares strictly
+    # (last_sent_at < sent_before) while decide() treats "exactly one cooldown ago" as over:
+    # add the one-microsecond resolution of datetime (and of PostgreSQL timestamps).
+    sent_before = None
+    if expected is not None and decision is not Decision.RESOLVE:
+        sent_before = now - cooldown + timedelta(microseconds=1)
+    if not store.transition_alert(
+        model_id, channel, expected, new_state, dedup_key, now, sent_before=sent_before
+    ):
         # Another run moved the state first; it sends, we must not.
         _log.info(
             "alert claimed by a concurrent run",
@@ -495,12 +508,17 @@ class MemoryAlertStateStore:
         new_state: str,
         dedup_key: str,
         now: datetime,
+        *,
+        sent_before: datetime | None = None,
     ) -> bool:
         if new_state not in (TRIGGERED, RESOLVED):
             raise ValueError(f"unknown alert state {new_state!r}")
         with self._lock:
             row = self._rows.get((model_id, channel))
             ok = (row.state if row is not None else None) == expected_state
+            if ok and row is not None and sent_before is not None:
+                last = _aware(row.last_sent_at)
+                ok = last is None or last < sent_before
             if ok:
                 self._rows[(model_id, channel)] = AlertState(
                     model_id, channel, new_state, dedup_key, now, datetime.now(UTC)

@@ -235,3 +235,30 @@ def test_details_are_json_safe() -> None:
     )
     text = json.dumps(details, allow_nan=False)
     assert '"p_value": null' in text and '"top_dimensions": [3, 1]' in text
+
+
+def test_concurrent_reminders_send_once() -> None:
+    store = MemoryAlertStateStore()
+    store.set(
+        AlertState(
+            "team/bert",
+            "pagerduty",
+            "triggered",
+            "drift-monitor/team/bert",
+            T0 - timedelta(hours=2),
+        )
+    )
+    notifiers = [RecordingNotifier() for _ in range(8)]
+    barrier = threading.Barrier(len(notifiers))
+
+    def worker(n: RecordingNotifier) -> None:
+        barrier.wait()
+        run("drift", T0, store, n)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in notifiers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent = [a for n in notifiers for a in n.sent]
+    assert len(sent) == 1 and sent[0].reminder
