@@ -166,6 +166,7 @@ def history_entry(row: Any) -> dict[str, Any]:
         "top_dimensions": list(doc.get("top_dimensions") or [])[:10],
         "windows": doc.get("windows"),
         "samples": doc.get("samples"),
+        "config": doc.get("config"),
         "error": doc.get("error"),
     }
 
