@@ -50,11 +50,10 @@ ITER_PAGE_PARTS = 16
 FETCH_CHUNK_PARTS = 200
 
 # Per-stratum offsets for sampling are an integer hash computed inside the database: two
-# rounds of a multiplicative congruential generator modulo the Mersenne prime 2^31 - 1.
-# Every intermediate stays below 2^48, far inside the 64-bit integers both databases use.
+# rounds of x -> (x*x + b) mod p for the Mersenne prime p = 2^31 - 1, keyed by the seed. The
+# squaring matters: a linear map would shift every stratum's offset together (a near-fixed
+# pattern, like systematic sampling). Intermediates stay below 2^62, inside 64-bit integers.
 _HASH_PRIME = 2_147_483_647
-_HASH_A1 = 48_271
-_HASH_A2 = 69_621
 
 
 def _utcnow() -> datetime:
@@ -294,8 +293,8 @@ class SqlRepository:
         if total * max_rows >= 2**62:
             raise ValueError(f"window of {total} rows is too large to sample {max_rows} of")
         rng = np.random.default_rng(seed)
-        b1, b2 = (int(v) for v in rng.integers(0, _HASH_PRIME, size=2))
-        positions = _positions(model_id, start, end, total, max_rows, b1, b2)
+        keys = tuple(int(v) for v in rng.integers(0, _HASH_PRIME, size=3))
+        positions = _positions(model_id, start, end, total, max_rows, keys)
         with translate_errors("sampling vectors"), self._engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 return _sample_by_substr(conn, model_id, positions, dimension)
@@ -393,15 +392,15 @@ def _positions(
     end: datetime | None,
     total: int,
     m: int,
-    b1: int,
-    b2: int,
+    keys: tuple[int, ...],
 ) -> Select[Any]:
     """The chosen row positions: ``(batch_id, part, row, p)``, one per stratum, ``p`` ascending.
 
     Rows are numbered ``0..N-1`` in ``(ts, batch_id, part)`` order, a part covering
     ``[lo, hi)``. Stratum ``j`` (``0 <= j < m``) picks ``p_j = floor((j*N + o_j) / m)`` where
-    ``o_j`` in ``[0, N)`` is a hash of ``j`` and the seed; as ``o_j`` ranges over ``[0, N)``
-    each row of the stratum is hit by ``m`` values of it, hence probability ``m/N`` per row.
+    ``o_j`` in ``[0, N)`` is a keyed hash of ``j``; as ``o_j`` ranges over ``[0, N)`` each
+    row of the stratum is hit by ``m`` values of it, hence probability ``m/N`` per row (exact
+    while ``N < 2^31``, the hash's range).
     A part only needs the strata ``floor(lo*m/N) .. floor((hi*m - 1)/N)`` that overlap it,
     generated per part by a recursive CTE, so the database evaluates about ``m + parts``
     candidates. All arithmetic is on non-negative 64-bit integers (portable division).
@@ -441,10 +440,9 @@ def _positions(
         ).where(first.c.j < first.c.j_last)
     )
     prime = literal(_HASH_PRIME, big)
-    mixed = (
-        ((strata.c.j + literal(b1, big)) * literal(_HASH_A1, big) % prime) * literal(_HASH_A2, big)
-        + literal(b2, big)
-    ) % prime
+    mixed: ColumnElement[Any] = (strata.c.j + literal(keys[0], big)) % prime
+    for key in keys[1:]:
+        mixed = (mixed * mixed + literal(key, big)) % prime
     candidates = select(
         strata.c.batch_id,
         strata.c.part,
