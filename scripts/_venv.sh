@@ -18,6 +18,19 @@ find_python() {
     return 1
 }
 
+quiet_pip() {
+    # -q keeps the log short but pip still prints errors. Some machines' pip configuration
+    # names local package folders that do not exist; pip warns once per package about each,
+    # which buries real messages, so those lines (only those) are dropped.
+    local log rc
+    log=$(mktemp)
+    if .venv/bin/python -m pip "$@" >"$log" 2>&1; then rc=0; else rc=$?; fi
+    grep -v -E "^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory" \
+        "$log" || true
+    rm -f "$log"
+    return "$rc"
+}
+
 ensure_venv() {
     local python stamp want
     if [ ! -x .venv/bin/python ]; then
@@ -35,7 +48,6 @@ ensure_venv() {
         return 0
     fi
     echo "installing the project into .venv (pip install -e '.[dev,report]')"
-    # -q keeps the log short; pip still prints errors, and set -e callers see its exit code.
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,report]' || return 1
+    quiet_pip install -q --disable-pip-version-check -e '.[dev,report]' || return 1
     echo "$want" >"$stamp"
 }
