@@ -20,6 +20,7 @@ from drift_monitor.domain.batch import BatchPart
 from drift_monitor.domain.sketch import Float32Array, RunningStats
 from drift_monitor.domain.stats_buckets import (
     DEFAULT_BINS,
+    DEFAULT_MAX_FUTURE_SECONDS,
     DEFAULT_RESERVOIR_SIZE,
     DEFAULT_SEEN_BITS,
     DEFAULT_SEEN_HASHES,
@@ -57,6 +58,8 @@ class MemoryStatsStore:
         Histogram bins per dimension and bottom-k sample size per bucket.
     seen_bits, seen_hashes
         Geometry of the per-bucket Bloom filter of folded part keys.
+    max_future_seconds
+        Parts dated further ahead are refused (pass the ingest's ``MAX_FUTURE_SECONDS``).
     clock
         Epoch seconds "now" (tests pass a fake clock to exercise expiry).
     """
@@ -70,7 +73,7 @@ class MemoryStatsStore:
         reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
         seen_bits: int = DEFAULT_SEEN_BITS,
         seen_hashes: int = DEFAULT_SEEN_HASHES,
-        max_future_seconds: int = 86_400,
+        max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = BucketPolicy(

@@ -47,6 +47,7 @@ from drift_monitor.domain.sketch import (
 )
 from drift_monitor.domain.stats_buckets import (
     DEFAULT_BINS,
+    DEFAULT_MAX_FUTURE_SECONDS,
     DEFAULT_RESERVOIR_SIZE,
     DEFAULT_SEEN_BITS,
     DEFAULT_SEEN_HASHES,
@@ -86,6 +87,8 @@ class RedisStatsStore:
         Prefix of every key (tests use a unique one each).
     seen_bits, seen_hashes
         Geometry of the per-bucket Bloom filter of folded part keys.
+    max_future_seconds
+        Parts dated further ahead are refused (pass the ingest's ``MAX_FUTURE_SECONDS``).
     max_retries
         Optimistic-transaction attempts before giving up with :class:`TransientError`.
     clock
@@ -103,7 +106,7 @@ class RedisStatsStore:
         key_prefix: str = "edm",
         seen_bits: int = DEFAULT_SEEN_BITS,
         seen_hashes: int = DEFAULT_SEEN_HASHES,
-        max_future_seconds: int = 86_400,
+        max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS,
         max_retries: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -37,8 +37,11 @@ from drift_monitor.domain.sketch import (
 
 DEFAULT_BINS = 16
 DEFAULT_RESERVOIR_SIZE = 128
-DEFAULT_SEEN_BITS = 2**19  # 64 KiB per bucket
-DEFAULT_SEEN_HASHES = 14
+# 128 KiB less 64 bytes: with Redis' string header the filter fits jemalloc's 128 KiB size class
+# exactly (a round 2**20 bits would be rounded up to a 160 KiB allocation).
+DEFAULT_SEEN_BITS = (128 * 1024 - 64) * 8
+DEFAULT_SEEN_HASHES = 10
+DEFAULT_MAX_FUTURE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class BucketPolicy:
     bins: int = DEFAULT_BINS
     reservoir_size: int = DEFAULT_RESERVOIR_SIZE
     seen: SeenFilter = SeenFilter()
-    max_future_seconds: int = 86_400
+    max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS
 
     def __post_init__(self) -> None:
         if self.bucket_seconds < 1:
