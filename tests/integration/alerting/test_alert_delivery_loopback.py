@@ -22,6 +22,7 @@ from drift_monitor.service.alerting import (
     Decision,
     DetectionOutcome,
     MemoryAlertStateStore,
+    Status,
     build_alert,
     process_outcome,
 )
@@ -47,12 +48,12 @@ def fast_delivery(**kwargs: object) -> HttpDelivery:
     return HttpDelivery(policy=UrlPolicy.for_environment("test"), retry=retry, **kwargs)  # type: ignore[arg-type]
 
 
-def outcome(status: str, at: datetime) -> DetectionOutcome:
+def outcome(status: Status, at: datetime) -> DetectionOutcome:
     return DetectionOutcome(
         "team/bert",
         status,
         at,
-        report=REPORT if status == "drift" else {},  # type: ignore[arg-type]
+        report=REPORT if status == "drift" else {},
         current_window=(at - timedelta(hours=1), at),
         n_current=900,
         n_baseline=6000,
@@ -67,7 +68,8 @@ def test_trigger_and_resolve_are_accepted_by_a_strict_receiver(
     hook = WebhookNotifier(pagerduty_receiver.webhook_url("team-bert"), delivery)
     store = MemoryAlertStateStore()
     cooldown = timedelta(minutes=30)
-    for minutes, status in [(0, "ok"), (10, "drift"), (15, "drift"), (20, "ok"), (25, "ok")]:
+    timeline: list[tuple[int, Status]] = [(0, "ok"), (10, "drift"), (15, "drift"), (20, "ok")]
+    for minutes, status in [*timeline, (25, "ok")]:
         at = T0 + timedelta(minutes=minutes)
         results = process_outcome(
             outcome(status, at), notifiers=[pd, hook], store=store, cooldown=cooldown, now=at

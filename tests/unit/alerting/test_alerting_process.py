@@ -230,9 +230,7 @@ def test_details_are_json_safe() -> None:
         },
         "top_dimensions": np.array([3, 1]),
     }
-    details = alert_details(
-        DetectionOutcome("m", "drift", T0, report=report)  # type: ignore[arg-type]
-    )
+    details = alert_details(DetectionOutcome("m", "drift", T0, report=report))
     text = json.dumps(details, allow_nan=False)
     assert '"p_value": null' in text and '"top_dimensions": [3, 1]' in text
 
