@@ -135,8 +135,10 @@ resource "google_cloudfunctions2_function" "fn" {
     max_instance_count               = each.value.max_instances
     service_account_email            = google_service_account.fn[each.key].email
     ingress_settings                 = local.ingress[each.key]
-    # The staged rollout in cloudbuild.yaml moves traffic itself; Terraform deploys at 100%.
-    all_traffic_on_latest_revision = true
+    # false keeps the traffic split when a new revision deploys, so the staged rollout in
+    # cloudbuild.yaml can give it a canary share first (the pipeline pins traffic to the serving
+    # revision by name before applying). Plain `terraform apply` sends new revisions 100%.
+    all_traffic_on_latest_revision = !var.staged_rollout
     vpc_connector                  = google_vpc_access_connector.main.id
     # Only private ranges (Cloud SQL, Redis) go through the connector; Google APIs and
     # PagerDuty keep the direct path.

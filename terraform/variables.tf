@@ -358,3 +358,9 @@ variable "detection_trigger" {
     error_message = "detection_trigger must be workflow or direct."
   }
 }
+
+variable "staged_rollout" {
+  description = "Set by the Cloud Build pipeline: new function revisions start without traffic and the pipeline shifts it (canary, smoke test, promote or roll back). Leave false for a plain apply."
+  type        = bool
+  default     = false
+}
