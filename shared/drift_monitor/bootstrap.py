@@ -115,14 +115,14 @@ def build(settings: Settings, *, embedded: bool) -> Container:
     """Wire adapters for production (``embedded=False``) or ``drift-monitor serve``."""
     engine, repository = _sql(settings)
     if embedded:
-        return _with_detection(_embedded(settings, engine, repository))
+        return add_detection(_embedded(settings, engine, repository))
     from drift_monitor.adapters.pubsub import DEAD_LETTER_TOPIC, PubSubPublisher
 
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is required outside the embedded mode")
     stats, registry = _redis_stats(settings)
     publisher = PubSubPublisher(settings.google_cloud_project, settings.pubsub_topic)
-    return _with_detection(
+    return add_detection(
         Container(
             settings=settings,
             publisher=publisher,
@@ -137,7 +137,7 @@ def build(settings: Settings, *, embedded: bool) -> Container:
     )
 
 
-def _with_detection(c: Container) -> Container:
+def add_detection(c: Container) -> Container:
     """Add the monitor tables, metrics exporter and alert channels (detection, API)."""
     from drift_monitor.adapters.http_delivery import HttpDelivery
     from drift_monitor.adapters.metrics import LocalMetrics, PushgatewayExporter
