@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from drift_monitor import bootstrap, logs
 from drift_monitor.config import Settings
@@ -44,6 +44,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class JsonRequestHandler(WSGIRequestHandler):
+    """werkzeug's handler, logging requests as JSON lines like everything else."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        status = getattr(code, "value", code)
+        logs.log(
+            "INFO",
+            f"{self.command} {self.path} {status}",
+            http_method=self.command,
+            path=self.path,
+            status=status,
+            remote=self.address_string(),
+        )
+
+    def log(self, type: str, message: str, *args: object) -> None:
+        logs.log("ERROR" if type == "error" else "INFO", message % args)
+
+
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -63,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from drift_monitor.entrypoints import auth
     from drift_monitor.entrypoints.app import create_app
 
-    server = make_server(args.host, args.port, create_app(container), threaded=True)
+    server = make_server(
+        args.host,
+        args.port,
+        create_app(container),
+        threaded=True,
+        request_handler=JsonRequestHandler,
+    )
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.port}"
     logs.log(
