@@ -153,7 +153,7 @@ class RedisStatsStore:
         if bucket is None:
             log.info(
                 "part older than the statistics retention; not folded",
-                extra={"model_id": part.model_id, "batch_id": part.batch_id},
+                extra={"fields": {"model_id": part.model_id, "batch_id": part.batch_id}},
             )
             return False
         edges_key = self._key(part.model_id, "edges")

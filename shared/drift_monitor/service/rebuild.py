@@ -75,6 +75,6 @@ def rebuild_stats(
             vectors += part.count
     log.info(
         "statistics rebuilt",
-        extra={"model_id": model_id, "parts": parts, "vectors": vectors},
+        extra={"fields": {"model_id": model_id, "parts": parts, "vectors": vectors}},
     )
     return vectors
