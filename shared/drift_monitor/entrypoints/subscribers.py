@@ -63,7 +63,7 @@ def process(
         raise
     logs.log(
         "INFO",
-        f"{consumer}: {'stored' if done else 'already stored'} {part.key}",
+        f"{consumer}: {'applied' if done else 'skipped (seen before or expired)'} {part.key}",
         consumer=consumer,
         message_id=received.message_id,
         model_id=part.model_id,
