@@ -32,13 +32,15 @@ called on shutdown.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -298,6 +300,35 @@ class LatencyMetrics:
         self.persist.observe(seconds)
 
 
+_process_latency: LatencyMetrics | None = None
+_process_latency_lock = threading.Lock()
+
+
+def process_latency() -> LatencyMetrics:
+    """The process-wide latency histograms (what ``LocalMetrics()`` serves by default).
+
+    The ingest and persist handlers observe into it without needing the container::
+
+        with timed(process_latency().observe_ingest):
+            handle(request)
+    """
+    global _process_latency
+    with _process_latency_lock:
+        if _process_latency is None:
+            _process_latency = LatencyMetrics()
+        return _process_latency
+
+
+@contextmanager
+def timed(observe: Callable[[float], None]) -> Iterator[None]:
+    """Observe the wall time of the ``with`` block (also when it raises)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        observe(time.perf_counter() - started)
+
+
 class MetricsExporter(Protocol):
     """Where detection runs report to. Also an ``AlertCounter`` for ``process_outcome``."""
 
@@ -457,8 +488,10 @@ class LocalMetrics(Collector):
     """
 
     def __init__(self, latency: LatencyMetrics | None = None) -> None:
-        self.latency = latency or LatencyMetrics()
-        self.registry = self.latency.registry
+        self.latency = latency or process_latency()
+        # A registry of its own: several containers in one process (tests) must not see each
+        # other's runs; the (shared) latency histograms are collected through it.
+        self.registry = CollectorRegistry(auto_describe=False)
         self._lock = threading.Lock()
         self._runs: dict[str, RunMetrics] = {}
         self._alerts: dict[str, dict[tuple[str, str], float]] = {}
@@ -490,7 +523,7 @@ class LocalMetrics(Collector):
                     merged[family.name].samples.extend(family.samples)
                 else:
                     merged[family.name] = family
-        return iter(merged.values())
+        return itertools.chain(merged.values(), self.latency.registry.collect())
 
     def render(self) -> tuple[bytes, str]:
         """``(body, content_type)`` of the Prometheus text exposition."""

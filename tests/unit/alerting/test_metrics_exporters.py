@@ -6,10 +6,13 @@ import re
 
 import pytest
 from drift_monitor.adapters.metrics import (
+    LatencyMetrics,
     LocalMetrics,
     RecordingExporter,
     RunMetrics,
+    process_latency,
     run_registry,
+    timed,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -140,7 +143,7 @@ def test_unreachable_gateway_keeps_pending_alerts_for_the_next_push() -> None:
 
 
 def test_local_metrics_page_has_runs_alerts_and_latency_histograms() -> None:
-    local = LocalMetrics()
+    local = LocalMetrics(LatencyMetrics())
     local.export_run(run_of("a"))
     local.export_run(run_of("b", status="ok"))
     local.alert_sent("a", "webhook", "trigger")
@@ -166,3 +169,23 @@ def test_local_metrics_page_has_runs_alerts_and_latency_histograms() -> None:
     assert got[key("drift_monitor_persist_latency_seconds_sum")] == pytest.approx(0.004)
     # One HELP/TYPE per family even with several models.
     assert body.decode().count("# TYPE drift_monitor_drift_score gauge") == 1
+
+
+def test_two_local_pages_in_one_process_do_not_mix_runs() -> None:
+    first, second = LocalMetrics(), LocalMetrics()
+    first.export_run(run_of("only-in-first"))
+    assert b"only-in-first" in first.render()[0]
+    assert b"only-in-first" not in second.render()[0]
+
+
+def test_timed_observes_the_process_histograms_even_on_error() -> None:
+    latency = process_latency()
+    assert process_latency() is latency
+    count = key("drift_monitor_persist_latency_seconds_count")
+    before = samples(LocalMetrics().render()[0].decode())[count]
+    with pytest.raises(RuntimeError), timed(latency.observe_persist):
+        raise RuntimeError("persist failed")
+    with timed(latency.observe_persist):
+        pass
+    after = samples(LocalMetrics().render()[0].decode())[count]
+    assert after == before + 2
