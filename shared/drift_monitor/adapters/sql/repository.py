@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,9 @@ from drift_monitor.adapters.sql.records import ModelRow
 from drift_monitor.adapters.sql.tables import batch_vectors, batches, models
 from drift_monitor.domain.batch import BatchPart
 from drift_monitor.domain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from drift_monitor.service.ports import BatchRepository, DimensionRegistry
 
 Clock = Callable[[], datetime]
 Float32Array = npt.NDArray[np.float32]
@@ -521,3 +524,9 @@ def _stack(arrays: list[Float32Array], dimension: int) -> Float32Array:
     if not arrays:
         return np.empty((0, dimension), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(arrays, axis=0), dtype=np.float32)
+
+
+if TYPE_CHECKING:
+
+    def _implements_ports(repo: SqlRepository) -> tuple[BatchRepository, DimensionRegistry]:
+        return repo, repo  # mypy checks SqlRepository against both protocols here
