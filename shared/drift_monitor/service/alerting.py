@@ -450,7 +450,7 @@ def _process_channel(
     alert = build_alert(outcome, decision, dedup_key, severity)
     try:
         notifier.send(alert)
-    except DriftMonitorError as exc:
+    except Exception as exc:  # a bug in a notifier must not leave a claimed, unsent alert
         # Undo the claim and mark it unsent (NEVER) so the next run retries at once: a failed
         # trigger goes back to "resolved", a failed reminder or resolve to "triggered".
         rolled_back_to = RESOLVED if decision is Decision.TRIGGER else TRIGGERED
@@ -467,6 +467,7 @@ def _process_channel(
                     "dedup_key": dedup_key,
                     "error": str(exc),
                     "claim_undone": undone,
+                    "delivery_failure": isinstance(exc, DriftMonitorError),
                 }
             },
         )

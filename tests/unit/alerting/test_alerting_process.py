@@ -260,3 +260,16 @@ def test_concurrent_reminders_send_once() -> None:
         t.join()
     sent = [a for n in notifiers for a in n.sent]
     assert len(sent) == 1 and sent[0].reminder
+
+
+def test_an_unexpected_notifier_error_also_rolls_back() -> None:
+    class Broken(RecordingNotifier):
+        def send(self, alert: Any) -> None:
+            raise TypeError("bug")
+
+    store, broken, hook = MemoryAlertStateStore(), Broken(), RecordingNotifier("webhook")
+    results = run("drift", T0, store, broken, hook)
+    assert [r.sent for r in results] == [False, True]
+    assert results[0].error == "bug"
+    stored = store.get_alert_state("team/bert", "pagerduty")
+    assert stored is not None and stored.state == "resolved" and stored.last_sent_at == NEVER
