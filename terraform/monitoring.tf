@@ -10,7 +10,7 @@ locals {
   detect_service = google_cloudfunctions2_function.fn["detect"].name
   metric_names = {
     drift_score  = "drift_monitor_drift_score"
-    last_success = "drift_monitor_detection_last_success_timestamp_seconds"
+    last_success = "drift_monitor_last_success_timestamp_seconds"
   }
 }
 
