@@ -17,6 +17,7 @@ from drift_monitor.domain import validation
 from drift_monitor.domain.errors import TransientError, ValidationError
 from drift_monitor.domain.validation import IngestRequest, Limits
 from drift_monitor.entrypoints import auth
+from drift_monitor.entrypoints.latency import observed
 from drift_monitor.service import ingest
 
 _READ_CHUNK = 1024 * 1024
@@ -40,6 +41,11 @@ def handle(request: Request) -> Response:
 
 def handle_with(request: Request, container: Any) -> Response:
     """Validate, publish and answer; ``container`` supplies settings, registry, publisher."""
+    with observed("ingest", container):
+        return _handle(request, container)
+
+
+def _handle(request: Request, container: Any) -> Response:
     if request.method != "POST":
         return json_response(
             ValidationError("method", "use POST", 405).to_dict(), 405, {"Allow": "POST"}

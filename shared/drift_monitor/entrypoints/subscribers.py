@@ -23,6 +23,7 @@ from drift_monitor.domain.batch import BatchPart
 from drift_monitor.domain.envelope import Message, decode
 from drift_monitor.domain.errors import TransientError, ValidationError
 from drift_monitor.entrypoints.cloudevent import Received, received_message
+from drift_monitor.entrypoints.latency import observed
 from drift_monitor.service import ingest
 from drift_monitor.service.ports import Publisher
 
@@ -120,12 +121,13 @@ def persist_handler(container: Any) -> Handler:
     """The persist use case bound to a container's collaborators."""
 
     def handle(part: BatchPart) -> bool:
-        return ingest.persist_part(
-            part,
-            container.repository,
-            container.archive,
-            configured_dimension=container.settings.embedding_dimension,
-        )
+        with observed("persist", container):
+            return ingest.persist_part(
+                part,
+                container.repository,
+                container.archive,
+                configured_dimension=container.settings.embedding_dimension,
+            )
 
     return handle
 
