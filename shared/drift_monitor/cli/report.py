@@ -138,7 +138,9 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
         ]
         ax_score.plot(times, [v if v is not None else float("nan") for v in values], ".--",
                       alpha=0.7, label=f"{name} statistic")  # fmt: skip
-    ax_score.axhline(threshold, color="red", ls=":", label=f"threshold {threshold:g}")
+    ax_score.axhline(
+        threshold, color="red", ls=":", label=f"drift_threshold {threshold:g} (for KL)"
+    )
     previous = None
     for when, result in zip(times, ordered, strict=True):
         status = result.get("status")
