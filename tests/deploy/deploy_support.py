@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hcl2
+from hcl2.api import load as load_hcl
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"
@@ -50,7 +50,7 @@ class TerraformModule:
         files = {}
         for path in sorted(directory.glob("*.tf")):
             with path.open() as f:
-                files[path.name] = hcl2.load(f)
+                files[path.name] = load_hcl(f)
         module = cls(files)
         for parsed in files.values():
             for block in parsed.get("resource", []):

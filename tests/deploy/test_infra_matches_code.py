@@ -32,8 +32,18 @@ LOCAL_ONLY = {
 }
 
 # Variables other modules read straight from os.environ, outside Settings: client-library
-# switches for emulators in tests; never set in GCP.
-NOT_SETTINGS = {"PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}
+# switches for emulators in tests (never set in GCP), and what the Cloud Functions / Cloud Run
+# runtime sets by itself (never set by us).
+NOT_SETTINGS = {
+    "PUBSUB_EMULATOR_HOST",
+    "STORAGE_EMULATOR_HOST",
+    "K_SERVICE",
+    "K_REVISION",
+    "K_CONFIGURATION",
+    "FUNCTION_TARGET",
+    "FUNCTION_SIGNATURE_TYPE",
+    "PORT",
+}
 
 STORAGE = {
     "DRIFT_MONITOR_ENV",

@@ -16,9 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import hcl2
 import pytest
 from deploy_support import TERRAFORM, TerraformModule, one
+from hcl2.api import load as load_hcl
 
 TF_FILES = sorted(TERRAFORM.glob("*.tf"))
 CONCERNS = (
@@ -55,7 +55,7 @@ def test_module_is_split_by_concern() -> None:
 )
 def test_every_file_parses(path: Path) -> None:
     with path.open() as f:
-        parsed = hcl2.load(f)
+        parsed = load_hcl(f)
     assert parsed, f"{path.name} is empty"
 
 
@@ -106,7 +106,7 @@ def test_every_variable_is_used_and_described(tf: TerraformModule) -> None:
 
 def test_providers_are_pinned() -> None:
     with (TERRAFORM / "versions.tf").open() as f:
-        terraform = one(hcl2.load(f)["terraform"])
+        terraform = one(load_hcl(f)["terraform"])
     assert one(terraform["required_version"]).startswith(">= 1.")
     providers = one(terraform["required_providers"])
     for name in ("google", "google-beta"):
@@ -118,7 +118,7 @@ def test_providers_are_pinned() -> None:
 
 def test_remote_state_backend_is_documented() -> None:
     with (TERRAFORM / "backend.tf.example").open() as f:
-        backend = one(one(hcl2.load(f)["terraform"])["backend"])
+        backend = one(one(load_hcl(f)["terraform"])["backend"])
     assert "gcs" in backend and one(backend["gcs"]["prefix"])
     readme = (TERRAFORM / "README.md").read_text()
     assert "backend.tf.example" in readme and "-migrate-state" in readme
@@ -126,7 +126,7 @@ def test_remote_state_backend_is_documented() -> None:
 
 def test_tfvars_example_names_declared_variables(tf: TerraformModule) -> None:
     with (TERRAFORM / "terraform.tfvars.example").open() as f:
-        example = hcl2.load(f)
+        example = load_hcl(f)
     unknown = set(example) - set(tf.variables)
     assert not unknown, f"terraform.tfvars.example sets undeclared variables {sorted(unknown)}"
     required = {n for n, body in tf.variables.items() if "default" not in body}
