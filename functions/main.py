@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import functions_framework
 from cloudevents.http.event import CloudEvent
-from flask import Request, Response
-
 from drift_monitor.entrypoints import api_http, detect_http, ingest_http, subscribers
+from flask import Request, Response
 
 
 @functions_framework.http
