@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from drift_monitor.adapters.sql import (
     SqlMonitorRepository,
     SqlRepository,
     current_revision,
+    head_revision,
     make_engine,
     sqlite_engine,
     upgrade,
@@ -244,3 +246,17 @@ def test_unreachable_database_is_transient() -> None:
             upgrade(engine)
     finally:
         engine.dispose()
+
+
+def test_concurrent_upgrades_from_empty_serialise(engine_factory: EngineFactory) -> None:
+    """Cold-starting instances may all migrate at once: one does the work, none fails."""
+    engines = [engine_factory() for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+
+    def migrate(engine: Engine) -> str | None:
+        barrier.wait()
+        return upgrade(engine)
+
+    with ThreadPoolExecutor(len(engines)) as pool:
+        reached = list(pool.map(migrate, engines))
+    assert reached == [head_revision()] * len(engines)
