@@ -185,7 +185,10 @@ resource "google_cloudfunctions2_function" "fn" {
   depends_on = [
     google_project_service.apis,
     google_secret_manager_secret_version.generated,
+    google_secret_manager_secret_version.pagerduty,
     google_secret_manager_secret_iam_member.accessor,
+    # Eventarc's service agent must exist before the first trigger is created.
+    google_project_service_identity.eventarc,
     google_project_iam_member.builder,
   ]
 }
