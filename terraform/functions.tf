@@ -46,7 +46,7 @@ locals {
 
   # --- environment ------------------------------------------------------------------------
   # Every function builds the same container (bootstrap.container()), so all of them get the
-  # storage settings; everything else goes only where it is read.
+  # storage settings (SQL, Redis, topic); everything else goes only where it is read.
   env_common = {
     DRIFT_MONITOR_ENV        = "production"
     GOOGLE_CLOUD_PROJECT     = var.project_id
@@ -83,9 +83,11 @@ locals {
   }
 
   # Secret-backed variables per function: env var name => secret resource key in secrets.tf.
+  # Every production container opens Redis (bootstrap.build: the dimension registry lives
+  # there), so every function gets REDIS_URL.
   function_secrets = {
-    ingest  = { DB_PASSWORD = "db_password", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
-    persist = { DB_PASSWORD = "db_password" }
+    ingest  = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
+    persist = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
     stats   = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
     detect  = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
     api     = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }

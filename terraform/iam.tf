@@ -3,8 +3,8 @@
 # (scheduler), Workflows (workflows) and the Cloud Build identity that builds function images.
 #
 #   function  Pub/Sub                      Cloud SQL  Redis  GCS raw bucket   secrets
-#   ingest    publish embeddings           client     -      -                db, api keys
-#   persist   publish dead-letter          client     -      create objects   db
+#   ingest    publish embeddings           client     yes    -                db, redis, api keys
+#   persist   publish dead-letter          client     yes    write objects    db, redis
 #   stats     publish dead-letter          client     yes    -                db, redis
 #   detect    -                            client     yes    -                db, redis, pagerduty, keys
 #   api       -                            client     yes    -                db, redis, pagerduty, keys

@@ -279,6 +279,11 @@ variable "pagerduty_routing_key" {
   type        = string
   default     = null
   sensitive   = true
+  validation {
+    # drift_monitor.adapters.pagerduty refuses anything else at start-up.
+    condition     = var.pagerduty_routing_key == null || length(trimspace(coalesce(var.pagerduty_routing_key, "x"))) == 32
+    error_message = "A PagerDuty Events v2 routing key has 32 characters."
+  }
 }
 
 variable "enable_managed_prometheus_alert" {

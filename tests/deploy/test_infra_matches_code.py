@@ -46,6 +46,7 @@ NOT_SETTINGS = {
 }
 
 STORAGE = {
+    "REDIS_URL",  # bootstrap.build refuses to build a production container without it
     "DRIFT_MONITOR_ENV",
     "GOOGLE_CLOUD_PROJECT",
     "PUBSUB_TOPIC",
@@ -58,7 +59,6 @@ STORAGE = {
     "EMBEDDING_DIMENSION",
 }
 DETECTION = {
-    "REDIS_URL",
     "DRIFT_THRESHOLD",
     "HISTORICAL_WINDOW_DAYS",
     "ALERT_COOLDOWN_MINUTES",
@@ -68,9 +68,9 @@ DETECTION = {
     "DRIFT_MONITOR_API_KEY",
     "DRIFT_MONITOR_ADMIN_KEY",
 }
-# What each function's code path needs. Every function builds the same container
-# (bootstrap.container()), so all of them get the storage settings; ingest checks dimensions
-# against the SQL registry; persist archives to GCS; stats, detect and api use Redis.
+# What each function's code path needs. Every function builds the same production container
+# (bootstrap.build: SQL repository, Redis statistics and dimension registry, Pub/Sub), so all
+# of them get the storage settings; persist archives to GCS; detect and api run detection.
 NEEDS: dict[str, set[str]] = {
     "ingest": STORAGE
     | {
@@ -126,35 +126,63 @@ def test_needs_table_covers_every_production_variable() -> None:
     assert not unplaced, f"decide which functions need {sorted(unplaced)}"
 
 
-def test_terraform_environment_is_valid_production_configuration(tf: TerraformModule) -> None:
-    """Every function's environment, at the variables' defaults, passes Settings.from_env."""
-    placeholders = {
-        "GOOGLE_CLOUD_PROJECT": "my-project",
-        "INSTANCE_CONNECTION_NAME": "my-project:europe-west1:drift-postgres",
-        "DB_PASSWORD": "generated",
-        "REDIS_URL": "rediss://:auth@10.0.0.3:6378/0?ssl_ca_certs=/secrets/redis-ca/ca.pem",
-        "PAGERDUTY_ROUTING_KEY": "routing-key",
-        "DRIFT_MONITOR_API_KEY": "api-key",
-        "DRIFT_MONITOR_ADMIN_KEY": "admin-key",
-        "GCS_BUCKET": "my-project-drift-raw-batches",
-    }
-    for name, values in _function_environment(tf).items():
-        env: dict[str, str] = {}
-        for var, expr in values.items():
-            if isinstance(expr, tuple):
-                env[var] = placeholders[var]
-                continue
-            if var == "EMBEDDING_DIMENSION":
-                # null default -> "" (any dimension); a set default must be a whole number
-                default = tf.default("embedding_dimension")
-                env[var] = "" if default is None else str(default)
-                continue
+PLACEHOLDERS = {
+    "GOOGLE_CLOUD_PROJECT": "my-project",
+    "INSTANCE_CONNECTION_NAME": "my-project:europe-west1:drift-postgres",
+    "DB_PASSWORD": "generated",
+    "REDIS_URL": "rediss://:auth@10.0.0.3:6378/0?ssl_ca_certs=/secrets/redis-ca/ca.pem",
+    "PAGERDUTY_ROUTING_KEY": "0123456789abcdef0123456789abcdef",  # 32 characters, as PagerDuty
+    "DRIFT_MONITOR_API_KEY": "api-key",
+    "DRIFT_MONITOR_ADMIN_KEY": "admin-key",
+    "GCS_BUCKET": "my-project-drift-raw-batches",
+}
+
+
+def _deployed_env(tf: TerraformModule, function: str) -> dict[str, str]:
+    """The function's environment in GCP, variables at their defaults, secrets as samples."""
+    env: dict[str, str] = {}
+    for var, expr in _function_environment(tf)[function].items():
+        if isinstance(expr, tuple):
+            env[var] = PLACEHOLDERS[var]
+        elif var == "EMBEDDING_DIMENSION":
+            # null default -> "" (any dimension); a set default must be a whole number
+            default = tf.default("embedding_dimension")
+            env[var] = "" if default is None else str(default)
+        else:
             value = tf.resolve(expr)
-            env[var] = placeholders[var] if value is None else str(value)
-        settings = config.Settings.from_env(env)
-        assert settings.production, name
-        assert settings.pubsub_topic == "embeddings", name
-        assert settings.db_iam_auth is False and settings.db_user, name
+            env[var] = PLACEHOLDERS[var] if value is None else str(value)
+    return env
+
+
+@pytest.mark.parametrize("function", sorted(NEEDS))
+def test_terraform_environment_is_valid_production_configuration(
+    tf: TerraformModule, function: str
+) -> None:
+    """The function's environment, at the variables' defaults, passes Settings.from_env."""
+    settings = config.Settings.from_env(_deployed_env(tf, function))
+    assert settings.production
+    assert settings.pubsub_topic == "embeddings"
+    assert settings.db_iam_auth is False and settings.db_user
+
+
+@pytest.mark.parametrize("function", sorted(NEEDS))
+def test_terraform_environment_builds_the_production_container(
+    tf: TerraformModule, function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bootstrap.build(embedded=False) accepts each function's environment.
+
+    Clients connect lazily, so nothing is contacted; the emulator hosts only stop the Google
+    clients from looking for credentials.
+    """
+    from drift_monitor import bootstrap
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    settings = config.Settings.from_env(_deployed_env(tf, function))
+    container = bootstrap.build(settings, embedded=False)
+    assert not container.embedded
+    if function == "persist":
+        assert container.archive is not None, "persist must archive raw batches to GCS"
 
 
 def test_code_reads_no_environment_variable_outside_config() -> None:
