@@ -55,6 +55,7 @@ locals {
     DB_NAME                  = google_sql_database.main.name
     DB_USER                  = google_sql_user.app.name
     DB_IAM_AUTH              = "false"
+    DB_IP_TYPE               = "private" # the instance has no public address
     STATS_BUCKET_SECONDS     = tostring(var.stats_bucket_seconds)
     # Empty means "any dimension" (Settings treats blank as unset).
     EMBEDDING_DIMENSION = var.embedding_dimension == null ? "" : tostring(var.embedding_dimension)

@@ -224,6 +224,25 @@ def container() -> Container:
         return _container
 
 
+def sql_container() -> Container:
+    """:func:`container` with the schema migrated, for the functions that use the database.
+
+    The first call in a process runs the migrations (a no-op at the newest revision; concurrent
+    cold starts are serialised by an advisory lock), so a deploy whose code needs a new table
+    brings its own schema. A failure propagates (Pub/Sub redelivers, HTTP answers 5xx) and the
+    next call tries again.
+    """
+    c = container()
+    if not c.ready:
+        with _migrate_lock:
+            if not c.ready:
+                c.migrate()
+    return c
+
+
+_migrate_lock = threading.Lock()
+
+
 def set_container(c: Container | None) -> None:
     """Install ``c`` as the process-wide container (``None``: build again on next use)."""
     global _container

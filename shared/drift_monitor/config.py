@@ -68,6 +68,7 @@ class Settings:
     db_password: str | None = None
     db_name: str = "drift_monitor"
     db_iam_auth: bool = False
+    db_ip_type: str = "private"
     redis_url: str | None = None
     google_cloud_project: str = "local-project"
     pubsub_topic: str = "embeddings"
@@ -108,6 +109,9 @@ class Settings:
         iam = (_get(env, "DB_IAM_AUTH") or "false").lower()
         if iam not in ("true", "false", "1", "0"):
             raise ConfigError(f"DB_IAM_AUTH={iam!r} must be true or false")
+        ip_type = (_get(env, "DB_IP_TYPE") or "private").lower()
+        if ip_type not in ("private", "public", "psc"):
+            raise ConfigError(f"DB_IP_TYPE={ip_type!r} must be private, public or psc")
         database_url = _get(env, "DATABASE_URL")
         if database_url and "://" not in database_url:
             raise ConfigError(
@@ -123,6 +127,7 @@ class Settings:
             db_password=_get(env, "DB_PASSWORD"),
             db_name=_get(env, "DB_NAME") or "drift_monitor",
             db_iam_auth=iam in ("true", "1"),
+            db_ip_type=ip_type,
             redis_url=redis_url,
             google_cloud_project=_get(env, "GOOGLE_CLOUD_PROJECT") or "local-project",
             pubsub_topic=_get(env, "PUBSUB_TOPIC") or "embeddings",
@@ -149,7 +154,7 @@ class Settings:
 # Every variable from_env reads; docs and Terraform are checked against this list.
 ENVIRONMENT_VARIABLES = (
     "DATABASE_URL", "INSTANCE_CONNECTION_NAME", "DB_USER", "DB_PASSWORD", "DB_NAME",
-    "DB_IAM_AUTH", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
+    "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
     "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
     "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",

@@ -55,6 +55,7 @@ STORAGE = {
     "DB_PASSWORD",
     "DB_NAME",
     "DB_IAM_AUTH",
+    "DB_IP_TYPE",
     "STATS_BUCKET_SECONDS",
     "EMBEDDING_DIMENSION",
 }

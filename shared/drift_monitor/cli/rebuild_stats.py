@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         model_id = check_model_id(args.model_id)
-        c = bootstrap.container()
+        c = bootstrap.sql_container()
         vectors = rebuild_stats(model_id, c.repository, c.stats, args.start, args.end)
     except DriftMonitorError as exc:
         print(f"error: {exc}")

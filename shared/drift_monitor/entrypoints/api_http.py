@@ -345,7 +345,7 @@ def _error(field: str, message: str, status: int) -> Response:
 
 def handle(request: Request) -> Response:
     """Cloud Function ``api``."""
-    return handle_with(request, bootstrap.container())
+    return handle_with(request, bootstrap.sql_container())
 
 
 def handle_with(request: Request, container: Any) -> Response:

@@ -92,7 +92,7 @@ def _alerts(alerts: Any) -> list[dict[str, Any]]:
 
 def handle(request: Request) -> Response:
     """Cloud Function ``detect``."""
-    return handle_with(request, bootstrap.container())
+    return handle_with(request, bootstrap.sql_container())
 
 
 def handle_with(request: Request, container: Any) -> Response:

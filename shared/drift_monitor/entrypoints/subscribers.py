@@ -148,7 +148,7 @@ def stats_handler(container: Any) -> Handler:
 
 def persist(event: Any) -> None:
     """Cloud Function ``persist``: write the message's part to the database."""
-    c = bootstrap.container()
+    c = bootstrap.sql_container()
     process_event(event, persist_handler(c), dead_letter=c.dead_letter, consumer="persist")
 
 

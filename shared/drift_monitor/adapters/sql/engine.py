@@ -42,7 +42,7 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or default_sqlite_url(settings.data_dir)
 
 
-def make_engine(settings: Settings, *, ip_type: str = "public", echo: bool = False) -> Engine:
+def make_engine(settings: Settings, *, ip_type: str | None = None, echo: bool = False) -> Engine:
     """Build the engine for ``settings``; nothing connects until the first query.
 
     Parameters
@@ -52,7 +52,8 @@ def make_engine(settings: Settings, *, ip_type: str = "public", echo: bool = Fal
         ``db_password`` or ``db_iam_auth``, ``db_name``); otherwise ``database_url``, or
         the SQLite file in ``data_dir`` (the folder is created).
     ip_type:
-        Cloud SQL address to use: ``"public"``, ``"private"`` or ``"psc"``.
+        Cloud SQL address to use: ``"public"``, ``"private"`` or ``"psc"``; default
+        ``settings.db_ip_type`` (``DB_IP_TYPE``, private unless set).
     echo:
         Log every statement (debugging only).
 
@@ -63,7 +64,7 @@ def make_engine(settings: Settings, *, ip_type: str = "public", echo: bool = Fal
         busy timeout and foreign keys, so the embedded server's threads can share the file.
     """
     if settings.instance_connection_name:
-        return _cloud_sql_engine(settings, ip_type=ip_type, echo=echo)
+        return _cloud_sql_engine(settings, ip_type=ip_type or settings.db_ip_type, echo=echo)
     url = make_url(database_url(settings))
     if url.get_backend_name() == "sqlite":
         return sqlite_engine(url, echo=echo)
