@@ -57,6 +57,34 @@ def _req_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) 
     return value
 
 
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks between commas are ignored, whitespace inside refused."""
+    raw = _get(env, name)
+    if raw is None:
+        return ()
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    for item in items:
+        if any(c.isspace() for c in item):
+            raise ConfigError(f"{name}: {item!r} contains whitespace (separate entries by commas)")
+    return items
+
+
+def _emails(env: Mapping[str, str], name: str) -> frozenset[str]:
+    emails = _list(env, name)
+    for email in emails:
+        local, at, domain = email.partition("@")
+        if not (at and local and "." in domain and "@" not in domain):
+            raise ConfigError(
+                f"{name}: {email!r} is not an email address "
+                "(list service-account emails such as caller@project.iam.gserviceaccount.com)"
+            )
+    # Google puts emails in ID tokens in lower case.
+    return frozenset(e.lower() for e in emails)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration. Build it with :meth:`from_env`."""
@@ -91,6 +119,11 @@ class Settings:
     # access
     api_key: str | None = None
     admin_key: str | None = None
+    # Google ID tokens (entrypoints/auth.py): accepted audiences and caller emails per role
+    google_id_token_audience: tuple[str, ...] = ()
+    invokers: frozenset[str] = frozenset()
+    admin_invokers: frozenset[str] = frozenset()
+    google_id_token_certs_url: str = GOOGLE_CERTS_URL
     environment: str = "local"
 
     @property
@@ -120,6 +153,17 @@ class Settings:
         redis_url = _get(env, "REDIS_URL")
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        audience = _list(env, "GOOGLE_ID_TOKEN_AUDIENCE")
+        invokers = _emails(env, "DRIFT_MONITOR_INVOKERS")
+        admin_invokers = _emails(env, "DRIFT_MONITOR_ADMIN_INVOKERS")
+        if (invokers or admin_invokers) and not audience:
+            raise ConfigError(
+                "DRIFT_MONITOR_INVOKERS / DRIFT_MONITOR_ADMIN_INVOKERS need "
+                "GOOGLE_ID_TOKEN_AUDIENCE (the URL callers mint their ID tokens for)"
+            )
+        certs_url = _get(env, "GOOGLE_ID_TOKEN_CERTS_URL") or GOOGLE_CERTS_URL
+        if not certs_url.startswith(("https://", "http://")):
+            raise ConfigError("GOOGLE_ID_TOKEN_CERTS_URL must be an http(s) URL")
         return cls(
             database_url=database_url,
             instance_connection_name=_get(env, "INSTANCE_CONNECTION_NAME"),
@@ -147,6 +191,10 @@ class Settings:
             or "https://events.pagerduty.com/v2/enqueue",
             api_key=_get(env, "DRIFT_MONITOR_API_KEY"),
             admin_key=_get(env, "DRIFT_MONITOR_ADMIN_KEY"),
+            google_id_token_audience=audience,
+            invokers=invokers,
+            admin_invokers=admin_invokers,
+            google_id_token_certs_url=certs_url,
             environment=environment,
         )
 
@@ -159,7 +207,8 @@ ENVIRONMENT_VARIABLES = (
     "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
     "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
-    "DRIFT_MONITOR_ENV",
+    "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",
+    "GOOGLE_ID_TOKEN_CERTS_URL", "DRIFT_MONITOR_ENV",
 )  # fmt: skip
 
 assert len(ENVIRONMENT_VARIABLES) == len(fields(Settings))
