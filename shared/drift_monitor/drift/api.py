@@ -24,7 +24,7 @@ from drift_monitor.drift.decision import (
 from drift_monitor.drift.ks import KSColumns, ks_columns
 from drift_monitor.drift.mmd import mmd_block_test, mmd_permutation_test
 from drift_monitor.drift.multiple_testing import CORRECTIONS
-from drift_monitor.drift.quality import quality_report
+from drift_monitor.drift.quality import dead_dimensions, quality_report
 from drift_monitor.drift.report import DriftReport, TestResult
 
 FloatArray = npt.NDArray[np.float64]
@@ -111,7 +111,7 @@ def compare(
         ``"ad"`` (per-dimension Anderson–Darling), ``"mmd"`` (kernel two-sample test on whole
         vectors), ``"psi"``, ``"kl"`` (histogram threshold tests), ``"cosine"`` (cosines to the
         reference centroid), as a sequence or a comma-separated string. ``None``: the default
-        battery ``("ks", "mmd", "cosine")``.
+        battery ``DEFAULT_TESTS`` = ``("ad", "mmd")``.
     alpha
         Family-wise false-alarm budget shared by the p-value tests (see ``decision``).
     seed
@@ -256,8 +256,16 @@ def _run(
     ks = ks_columns(ref_sample, cur_sample)
     dim_effect = ks.wasserstein / scale
     div = histogram.divergence_columns(hist.ref_counts, hist.cur_counts, seed=seed)
-    kl_mean = float(div.kl_corrected.mean())
-    psi_mean = float(div.psi_corrected.mean())
+    # Quantile bins of a dead (near-constant) dimension slice numerical noise: a float16
+    # round-trip moves all its mass to one bin and gives a huge divergence for a change of
+    # 1e-8. Such dimensions count only if they moved by a practical amount (came alive).
+    live = np.ones(dimension, dtype=bool)
+    live[dead_dimensions(ref_std)] = False
+    live |= dim_effect >= floors["ks"]
+    if not live.any():
+        live[:] = True
+    kl_mean = float(div.kl_corrected[live].mean())
+    psi_mean = float(div.psi_corrected[live].mean())
 
     results: dict[str, TestResult] = {}
     drifted_dims: dict[str, npt.NDArray[np.bool_]] = {}
@@ -340,8 +348,8 @@ def _run(
                 },
             )
         else:  # threshold tests
-            corrected = div.kl_corrected if name == "kl" else div.psi_corrected
-            raw = div.kl if name == "kl" else div.psi
+            corrected = (div.kl_corrected if name == "kl" else div.psi_corrected)[live]
+            raw = (div.kl if name == "kl" else div.psi)[live]
             limit = kl_threshold if name == "kl" else psi_threshold
             value = max(float(corrected.mean()), 0.0)
             results[name] = TestResult(
@@ -355,14 +363,15 @@ def _run(
                 details={
                     "mean": value,
                     "max": float(corrected.max()),
-                    "max_dimension": int(corrected.argmax()),
+                    "max_dimension": int(np.flatnonzero(live)[corrected.argmax()]),
                     "raw_mean": float(raw.mean()),
                     "bias": float((raw - corrected).mean()),
+                    "excluded_dead_dimensions": int(dimension - live.sum()),
                 },
             )
     results.update(extra_tests)
 
-    ci = _kl_interval(hist, n_bootstrap, seed, confidence_level, kl_mean)
+    ci = _kl_interval(hist, live, n_bootstrap, seed, confidence_level, kl_mean)
     top = _top_dimensions(ks, dim_effect, ref_mean, ref_std, cur_mean, div, drifted_dims, top_k)
     drift = any(t.drift for t in results.values())
     return DriftReport(
@@ -420,7 +429,12 @@ def _per_dimension_result(
 
 
 def _kl_interval(
-    hist: _Histograms, n_bootstrap: int, seed: int, level: float, estimate: float
+    hist: _Histograms,
+    live: npt.NDArray[np.bool_],
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+    estimate: float,
 ) -> tuple[float, float] | None:
     """Basic bootstrap interval for the bias-corrected mean KL.
 
@@ -432,9 +446,9 @@ def _kl_interval(
         return None
     n_bins = int(hist.ref_counts.shape[1])
     boot = histogram.bootstrap_mean_kl(
-        hist.ref_idx, hist.cur_idx, n_bins, n_bootstrap=n_bootstrap, seed=seed + 1
+        hist.ref_idx[:, live], hist.cur_idx[:, live], n_bins, n_bootstrap=n_bootstrap, seed=seed + 1
     )
-    _, kl = histogram.divergences(hist.ref_counts, hist.cur_counts)
+    _, kl = histogram.divergences(hist.ref_counts[live], hist.cur_counts[live])
     plug_in = float(kl.mean())
     lo_q, hi_q = np.quantile(boot, [(1 - level) / 2, 1 - (1 - level) / 2])
     lo = max(2 * plug_in - float(hi_q), 0.0)

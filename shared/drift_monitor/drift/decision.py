@@ -44,7 +44,7 @@ THRESHOLD_TESTS = ("psi", "kl")
 
 #: Tests that decide ``drift_detected`` by default (chosen by measured power at controlled
 #: false-positive rate, see docs/statistics.md).
-DEFAULT_TESTS = ("ks", "mmd", "cosine")
+DEFAULT_TESTS = ("ad", "mmd")
 
 #: Practical-effect floors (units: see the module docstring).
 DEFAULT_MIN_EFFECT: Mapping[str, float] = {

@@ -162,7 +162,7 @@ def _statistics_generic(
     absdiff = np.abs(cx * m - cy * n)
     gaps = np.diff(values, axis=1)
     tie = gaps == 0
-    absdiff[:, :-1][tie] = 0
+    absdiff[:, :-1][tie] = -1  # never the argmax: the last position is always a run end
     pos = absdiff.argmax(axis=1)
     stat = _scipy_statistic(cy[np.arange(pooled.shape[0]), pos], pos, n, m)
     return stat, np.einsum("ij,ij->i", absdiff[:, :-1], gaps) / (n * m)
@@ -225,7 +225,7 @@ def _statistics_float32(
         tie = high[:, 1:] == high[:, :-1]
         mixed = (tie & (label[:, 1:] != label[:, :-1])).any(axis=1)
         inside_max = np.where(tie, diff[:, :-1], 0).max(axis=1)
-        diff[:, :-1][tie] = 0
+        diff[:, :-1][tie] = -1  # never the argmax: the last position is always a run end
         pos = diff.argmax(axis=1)
         best = diff[np.arange(e - s), pos]
         if mixed.any():
@@ -265,7 +265,7 @@ def _statistics_int64(
         diff = np.abs(idx_m - cy * total)
         high = keys >> 1
         tie = high[:, 1:] == high[:, :-1]
-        diff[:, :-1][tie] = 0
+        diff[:, :-1][tie] = -1  # never the argmax: the last position is always a run end
         pos = diff.argmax(axis=1)
         stat[s:e] = _scipy_statistic(cy[np.arange(e - s), pos], pos, n, m)
         gaps = np.diff(_key_values(high), axis=1).astype(np.float64)
