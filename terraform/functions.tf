@@ -75,12 +75,49 @@ locals {
     PAGERDUTY_EVENTS_URL   = var.pagerduty_events_url
   }
 
+  # Google ID tokens the HTTP functions verify themselves (entrypoints/auth.py): the audiences a
+  # token may carry and the service accounts whose tokens get the API or admin role. A token
+  # only reaches the code with its signature when the caller puts it in Authorization and passes
+  # Cloud Run's invoker check with X-Serverless-Authorization (Cloud Run strips the signature of
+  # the token it checks); see docs/deploy.md.
+  #
+  # The audiences are the function's own URLs in their deterministic forms. The URI Terraform
+  # reports (service_config[0].uri, https://NAME-HASH-REGION.a.run.app) cannot be used: a
+  # function's environment naming its own attribute is a dependency cycle, and the hash is only
+  # known after creation.
+  function_audiences = {
+    for name in keys(local.function_defaults) : name => join(",", [
+      "https://${var.name_prefix}-${name}-${data.google_project.this.number}.${var.region}.run.app",
+      "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-${name}",
+    ])
+  }
+  # IAM members are "serviceAccount:EMAIL"; tokens carry the bare email.
+  ingest_token_invokers = [for m in var.ingest_invokers : trimprefix(m, "serviceAccount:") if startswith(m, "serviceAccount:")]
+  api_token_invokers    = [for m in var.api_invokers : trimprefix(m, "serviceAccount:") if startswith(m, "serviceAccount:")]
+
+  env_tokens_ingest = {
+    GOOGLE_ID_TOKEN_AUDIENCE     = local.function_audiences["ingest"]
+    DRIFT_MONITOR_INVOKERS       = join(",", local.ingest_token_invokers)
+    DRIFT_MONITOR_ADMIN_INVOKERS = ""
+  }
+  env_tokens_detect = {
+    GOOGLE_ID_TOKEN_AUDIENCE = local.function_audiences["detect"]
+    # POST /drift/check needs the API role only.
+    DRIFT_MONITOR_INVOKERS       = google_service_account.scheduler.email
+    DRIFT_MONITOR_ADMIN_INVOKERS = ""
+  }
+  env_tokens_api = {
+    GOOGLE_ID_TOKEN_AUDIENCE     = local.function_audiences["api"]
+    DRIFT_MONITOR_INVOKERS       = join(",", local.api_token_invokers)
+    DRIFT_MONITOR_ADMIN_INVOKERS = join(",", var.api_admin_token_invokers)
+  }
+
   function_env = {
-    ingest  = merge(local.env_common, local.env_ingest)
+    ingest  = merge(local.env_common, local.env_ingest, local.env_tokens_ingest)
     persist = merge(local.env_common, { GCS_BUCKET = google_storage_bucket.raw_batches.name })
     stats   = local.env_common
-    detect  = merge(local.env_common, local.env_detection)
-    api     = merge(local.env_common, local.env_detection)
+    detect  = merge(local.env_common, local.env_detection, local.env_tokens_detect)
+    api     = merge(local.env_common, local.env_detection, local.env_tokens_api)
   }
 
   # Secret-backed variables per function: env var name => secret resource key in secrets.tf.

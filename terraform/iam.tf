@@ -83,6 +83,7 @@ locals {
   invoker_bindings = merge(
     { for m in var.ingest_invokers : "ingest/${m}" => { function = "ingest", member = m } },
     { for m in var.api_invokers : "api/${m}" => { function = "api", member = m } },
+    { for e in var.api_admin_token_invokers : "api/serviceAccount:${e}" => { function = "api", member = "serviceAccount:${e}" } },
     { "detect/scheduler" = { function = "detect", member = google_service_account.scheduler.member } },
     { "detect/workflows" = { function = "detect", member = google_service_account.workflows.member } },
     { "api/workflows" = { function = "api", member = google_service_account.workflows.member } },

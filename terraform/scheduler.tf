@@ -2,12 +2,17 @@
 #
 # detection_trigger = "workflow" (default): the job starts the scheduled_detection workflow
 #   (OAuth token of the scheduler account, roles/workflows.invoker on that workflow only); the
-#   workflow calls detect with an ID token and the API key, which the function's key check
-#   (entrypoints/auth.py) requires in production.
+#   workflow calls detect with its ID token in X-Serverless-Authorization (Cloud Run's invoker
+#   check) and the API key in Authorization (the app's check, entrypoints/auth.py).
 # detection_trigger = "direct": the job POSTs /drift/check to the detect function with an OIDC
-#   ID token of the scheduler account (audience = the function URL); Cloud Run checks it against
-#   roles/run.invoker. Use it when the function accepts a verified Google ID token in place of
-#   the API key: a Scheduler HTTP job can carry only the one Authorization header.
+#   ID token of the scheduler account (audience = the function URL). A Scheduler HTTP job can
+#   carry only that one token, in Authorization; Cloud Run checks it against roles/run.invoker
+#   and then replaces its signature with SIGNATURE_REMOVED_BY_GOOGLE before the request reaches
+#   the code. The app verifies Google ID tokens itself (the scheduler account is in detect's
+#   DRIFT_MONITOR_INVOKERS) but cannot verify an unsigned one, and must not trust it (a caller
+#   that passes the invoker check with X-Serverless-Authorization controls Authorization), so
+#   it answers 401. The direct path therefore works only where the token reaches the function
+#   intact, i.e. without Cloud Run's invoker check on detect, which this module does not do.
 
 locals {
   detect_url = google_cloudfunctions2_function.fn["detect"].service_config[0].uri

@@ -321,6 +321,16 @@ variable "api_invokers" {
   }
 }
 
+variable "api_admin_token_invokers" {
+  description = "Service-account emails whose Google ID tokens get the admin role on the operator API (DRIFT_MONITOR_ADMIN_INVOKERS); they are also granted roles/run.invoker on it. Service accounts in api_invokers get the API role."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for e in var.api_admin_token_invokers : can(regex("^[^@:\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "List bare emails such as ops@project.iam.gserviceaccount.com (no serviceAccount: prefix)."
+  }
+}
+
 variable "ingest_ingress" {
   description = "Ingress of the ingest function: ALLOW_ALL (IAM still required) or ALLOW_INTERNAL_ONLY when every producer runs in this project/VPC."
   type        = string
@@ -355,7 +365,7 @@ variable "deployer_member" {
 }
 
 variable "detection_trigger" {
-  description = "How Cloud Scheduler starts detection: \"workflow\" (scheduled_detection workflow, sends ID token + API key) or \"direct\" (POST /drift/check with the scheduler account's OIDC token only). See scheduler.tf."
+  description = "How Cloud Scheduler starts detection: \"workflow\" (scheduled_detection workflow: ID token for the invoker check, API key for the app) or \"direct\" (POST /drift/check with the scheduler account's OIDC token only, which Cloud Run's invoker check consumes: the app then sees the token without its signature and refuses it while keys or invoker lists are configured). See scheduler.tf."
   type        = string
   default     = "workflow"
   validation {

@@ -29,6 +29,8 @@ LOCAL_ONLY = {
     "DATABASE_URL": "embedded/local database URL; GCP uses INSTANCE_CONNECTION_NAME",
     # Embedded mode keeps its SQLite file here; functions have no persistent disk.
     "DRIFT_MONITOR_DATA_DIR": "embedded-mode data directory",
+    # Tests point it at a loopback server with their own certificate; GCP uses Google's default.
+    "GOOGLE_ID_TOKEN_CERTS_URL": "test-only certificate endpoint",
 }
 
 # Variables other modules read straight from os.environ, outside Settings: client-library
@@ -69,6 +71,8 @@ DETECTION = {
     "DRIFT_MONITOR_API_KEY",
     "DRIFT_MONITOR_ADMIN_KEY",
 }
+# The HTTP functions verify Google ID tokens themselves (entrypoints/auth.py).
+ID_TOKENS = {"GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS"}
 # What each function's code path needs. Every function builds the same production container
 # (bootstrap.build: SQL repository, Redis statistics and dimension registry, Pub/Sub), so all
 # of them get the storage settings; persist archives to GCS; detect and api run detection.
@@ -80,11 +84,12 @@ NEEDS: dict[str, set[str]] = {
         "MAX_FUTURE_SECONDS",
         "DRIFT_MONITOR_API_KEY",
         "DRIFT_MONITOR_ADMIN_KEY",
-    },
+    }
+    | ID_TOKENS,
     "persist": STORAGE | {"GCS_BUCKET"},
     "stats": STORAGE | {"REDIS_URL"},
-    "detect": STORAGE | DETECTION,
-    "api": STORAGE | DETECTION,
+    "detect": STORAGE | DETECTION | ID_TOKENS,
+    "api": STORAGE | DETECTION | ID_TOKENS,
 }
 
 
@@ -136,6 +141,10 @@ PLACEHOLDERS = {
     "DRIFT_MONITOR_API_KEY": "api-key",
     "DRIFT_MONITOR_ADMIN_KEY": "admin-key",
     "GCS_BUCKET": "my-project-drift-raw-batches",
+    "GOOGLE_ID_TOKEN_AUDIENCE": "https://drift-detect-123456789012.europe-west1.run.app,"
+    "https://europe-west1-my-project.cloudfunctions.net/drift-detect",
+    "DRIFT_MONITOR_INVOKERS": "drift-scheduler@my-project.iam.gserviceaccount.com",
+    "DRIFT_MONITOR_ADMIN_INVOKERS": "",
 }
 
 
@@ -432,6 +441,33 @@ def test_scheduler_calls_the_detect_route_with_an_oidc_token(tf: TerraformModule
     oauth = one(dynamic["oauth_token"]["content"])
     assert one(oauth["service_account_email"]) == "${google_service_account.scheduler.email}"
     assert 'google_workflows_workflow.job["scheduled_detection"]' in uri
+
+
+def test_id_token_audiences_are_each_functions_own_urls(tf: TerraformModule) -> None:
+    """Deterministic URL forms of the function itself (its own uri attribute would be a cycle)."""
+    audiences = tf.locals["function_audiences"]
+    assert "for name in keys(local.function_defaults)" in audiences
+    assert (
+        "https://${var.name_prefix}-${name}-${data.google_project.this.number}.${var.region}.run.app"
+        in audiences
+    )
+    assert (
+        "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-${name}"
+        in (audiences)
+    )
+    fn = tf.resource("google_cloudfunctions2_function", "fn")
+    assert one(fn["name"]) == "${var.name_prefix}-${each.key}", "audiences assume this name"
+    env = tf.locals
+    for name in ("ingest", "detect", "api"):
+        block = env[f"env_tokens_{name}"]
+        assert block["GOOGLE_ID_TOKEN_AUDIENCE"] == f'${{local.function_audiences["{name}"]}}'
+        assert "google_cloudfunctions2_function" not in json.dumps(block), "dependency cycle"
+    # the scheduler account may trigger detection (API role), nobody gets admin on detect
+    detect = env["env_tokens_detect"]
+    assert detect["DRIFT_MONITOR_INVOKERS"] == "${google_service_account.scheduler.email}"
+    assert detect["DRIFT_MONITOR_ADMIN_INVOKERS"] == ""
+    assert "var.api_admin_token_invokers" in env["env_tokens_api"]["DRIFT_MONITOR_ADMIN_INVOKERS"]
+    assert "var.api_admin_token_invokers" in tf.locals["invoker_bindings"]
 
 
 def test_stale_detection_alert_watches_detect_requests(tf: TerraformModule) -> None:
