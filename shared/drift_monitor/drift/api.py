@@ -17,6 +17,7 @@ from drift_monitor.drift.decision import (
     DEFAULT_KL_THRESHOLD,
     DEFAULT_MIN_EFFECT,
     DEFAULT_PSI_THRESHOLD,
+    DEFAULT_WEIGHTS,
     decide_dimensions,
     normalise_tests,
     test_levels,
@@ -91,6 +92,7 @@ def compare(
     threshold: float | None = None,
     correction: str = "bonferroni",
     min_effect: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
     bins: int = histogram.DEFAULT_BINS,
     n_permutations: int = DEFAULT_PERMUTATIONS,
@@ -111,7 +113,7 @@ def compare(
         ``"ad"`` (per-dimension Anderson–Darling), ``"mmd"`` (kernel two-sample test on whole
         vectors), ``"psi"``, ``"kl"`` (histogram threshold tests), ``"cosine"`` (cosines to the
         reference centroid), as a sequence or a comma-separated string. ``None``: the default
-        battery ``DEFAULT_TESTS`` = ``("ad", "mmd")``.
+        battery ``DEFAULT_TESTS`` = ``("ad", "mmd")``, splitting ``alpha`` 1 : 3.
     alpha
         Family-wise false-alarm budget shared by the p-value tests (see ``decision``).
     seed
@@ -123,6 +125,8 @@ def compare(
         Correction over dimensions: ``"bonferroni"`` (default), ``"holm"`` or ``"fdr_bh"``.
     min_effect
         Practical-effect floors overriding ``DEFAULT_MIN_EFFECT`` per test.
+    weights
+        Shares of ``alpha`` per p-value test, overriding ``DEFAULT_WEIGHTS`` (MMD 3, others 1).
     psi_threshold
         Threshold of the ``psi`` test (mean bias-corrected PSI over dimensions).
     bins
@@ -182,6 +186,7 @@ def compare(
         threshold=threshold,
         correction=correction,
         min_effect=min_effect,
+        weights=weights,
         psi_threshold=psi_threshold,
         n_permutations=n_permutations,
         mmd_method=mmd_method,
@@ -229,6 +234,7 @@ def _run(
     threshold: float | None,
     correction: str,
     min_effect: Mapping[str, float] | None,
+    weights: Mapping[str, float] | None,
     psi_threshold: float,
     n_permutations: int,
     mmd_method: str,
@@ -240,11 +246,14 @@ def _run(
 ) -> DriftReport:
     """Shared core of :func:`compare` and ``compare_sketches``.
 
-    ``extra_tests`` are p-value tests already decided by the caller at level
-    ``alpha / (len(p-value tests) + len(extra_tests))``; they count in the alpha split.
+    ``extra_tests`` are p-value tests the caller already decided at their weighted share of
+    ``alpha``; their weights count in the split.
     """
     floors = {**DEFAULT_MIN_EFFECT, **(min_effect or {})}
-    levels = test_levels(tests, alpha, extra=len(extra_tests))
+    all_weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+    levels = test_levels(
+        tests, alpha, weights=weights, extra_weight=sum(all_weights[t] for t in extra_tests)
+    )
     kl_threshold = DEFAULT_KL_THRESHOLD if threshold is None else float(threshold)
     dimension = ref_sample.shape[1]
 

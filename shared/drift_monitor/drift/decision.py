@@ -3,13 +3,14 @@
 Two rules, both required for a test to report drift:
 
 1. **Significance, with the family-wise error over tests and dimensions bounded by alpha.**
-   The ``T`` p-value tests that run (of ``ks``, ``ad``, ``mmd``, ``cosine``) each get
-   ``alpha / T`` (Bonferroni over tests). A per-dimension test (K–S, AD) then corrects over its
-   ``d`` dimensions at that level (Bonferroni by default: ``alpha / (T d)`` per dimension;
-   Holm or Benjamini–Hochberg on request). By the union bound, when nothing changed the
-   probability that any test flags is at most ``T * alpha / T = alpha``, whatever the
-   dependence between tests and dimensions (with ``fdr_bh`` the within-test step is Simes'
-   test, valid for independent or positively dependent dimensions).
+   The p-value tests that run (of ``ks``, ``ad``, ``mmd``, ``cosine``) split ``alpha`` by
+   weight (weighted Bonferroni: ``alpha_t = alpha w_t / sum w``; MMD weighs 3, the others 1).
+   A per-dimension test (K–S, AD) then corrects over its ``d`` dimensions at its ``alpha_t``
+   (Bonferroni by default: ``alpha_t / d`` per dimension; Holm or Benjamini–Hochberg on
+   request). By the union bound, when nothing changed the probability that any test flags is
+   at most ``sum_t alpha_t = alpha``, whatever the dependence between tests and dimensions
+   (with ``fdr_bh`` the within-test step is Simes' test, valid for independent or positively
+   dependent dimensions).
 2. **Practical size.** With huge windows every test becomes significant for trivial changes,
    and a scale-free statistic (K–S ``D``) calls a ``1e-8`` move of a dead dimension a total
    change. So each test also needs an effect above a floor:
@@ -46,6 +47,16 @@ THRESHOLD_TESTS = ("psi", "kl")
 #: false-positive rate, see docs/statistics.md).
 DEFAULT_TESTS = ("ad", "mmd")
 
+#: Weighted Bonferroni: a test's share of alpha is proportional to its weight. MMD, the
+#: omnibus whole-vector test, gets 3; the others 1 (so AD + MMD split alpha 1 : 3).
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "ks": 1.0,
+    "ad": 1.0,
+    "mmd": 3.0,
+    "cosine": 1.0,
+    "mean_shift": 1.0,
+}
+
 #: Practical-effect floors (units: see the module docstring).
 DEFAULT_MIN_EFFECT: Mapping[str, float] = {
     "ks": 0.1,
@@ -74,14 +85,25 @@ def normalise_tests(tests: Sequence[str] | str | None) -> tuple[str, ...]:
     return tuple(t for t in TEST_NAMES if t in names)
 
 
-def test_levels(tests: Sequence[str], alpha: float, *, extra: int = 0) -> dict[str, float | None]:
-    """Share of ``alpha`` for each test: ``alpha / T`` for the T p-value tests, None otherwise.
+def test_levels(
+    tests: Sequence[str],
+    alpha: float,
+    *,
+    weights: Mapping[str, float] | None = None,
+    extra_weight: float = 0.0,
+) -> dict[str, float | None]:
+    """Share of ``alpha`` for each test (weighted Bonferroni); None for threshold tests.
 
-    ``extra`` counts additional p-value tests run outside ``tests`` (the streaming mean-shift
-    test), which take their own ``alpha / T`` share.
+    Test ``t`` gets ``alpha * w_t / sum(w)`` over the p-value tests that run, so the shares
+    add up to ``alpha``. ``extra_weight`` is the weight of p-value tests run outside ``tests``
+    (the streaming mean-shift test), which take their share from the same budget.
     """
-    count = sum(1 for t in tests if t in P_VALUE_TESTS) + extra
-    return {t: (alpha / count if t in P_VALUE_TESTS else None) for t in tests}
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    for name, value in w.items():
+        if not value > 0:
+            raise ValueError(f"test weight for {name} must be positive, got {value}")
+    total = sum(w[t] for t in tests if t in P_VALUE_TESTS) + extra_weight
+    return {t: (alpha * w[t] / total if t in P_VALUE_TESTS else None) for t in tests}
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,7 @@ __all__ = [
     "DEFAULT_MIN_EFFECT",
     "DEFAULT_PSI_THRESHOLD",
     "DEFAULT_TESTS",
+    "DEFAULT_WEIGHTS",
     "P_VALUE_TESTS",
     "TEST_NAMES",
     "THRESHOLD_TESTS",

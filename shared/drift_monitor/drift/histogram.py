@@ -18,7 +18,7 @@ bins, ``1/n_eff = 1/n + 1/m``), so ``E[KL] ~ (K - 1) / 2 (1/n + 1/m)`` and ``E[P
 (1/n + 1/m)``. With 12 bins and two windows of 50 vectors that is ~0.18 for KL, above the
 seed's 0.15 threshold: a small window would alarm on noise alone. This module subtracts the
 expected null value, computed exactly for the smoothing and the occupied bins by simulating the
-two multinomial samples under H0 (both drawn from the pooled bin shares; a fixed seed, 64
+two multinomial samples under H0 (both drawn from the pooled bin shares; a fixed seed, 32
 draws per dimension, averaged). The corrected score is centred on 0 under H0 at every
 sample size; it can be slightly negative, and the headline values are clipped at 0.
 """
@@ -35,7 +35,7 @@ IntArray = npt.NDArray[np.int64]
 
 DEFAULT_BINS = 10
 DEFAULT_SMOOTHING = 0.5
-_NULL_DRAWS = 64
+_NULL_DRAWS = 32
 # Rows binned at once: bounds the (rows, d, bins) comparison temporary.
 _CHUNK_ROWS = 1024
 

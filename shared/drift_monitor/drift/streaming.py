@@ -42,6 +42,7 @@ from drift_monitor.drift.api import (
 from drift_monitor.drift.decision import (
     DEFAULT_MIN_EFFECT,
     DEFAULT_PSI_THRESHOLD,
+    DEFAULT_WEIGHTS,
     P_VALUE_TESTS,
     decide_dimensions,
 )
@@ -59,6 +60,7 @@ def compare_sketches(
     threshold: float | None = None,
     correction: str = "bonferroni",
     min_effect: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
     psi_threshold: float = DEFAULT_PSI_THRESHOLD,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     mmd_method: str = "permutation",
@@ -75,12 +77,12 @@ def compare_sketches(
     reference, current
         Sketches of the two windows. They must have the same dimension and the same bin
         edges (a model's sketches share its reference edges), and each at least 2 vectors.
-    tests, alpha, seed, threshold, correction, min_effect, psi_threshold, n_permutations, \
-mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_k
+    tests, alpha, seed, threshold, correction, min_effect, weights, psi_threshold, \
+n_permutations, mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_k
         As for :func:`drift_monitor.drift.compare`.
     mean_shift
         Also run the full-window per-dimension mean-shift test (reported as
-        ``tests["mean_shift"]``; it takes an equal share of ``alpha``).
+        ``tests["mean_shift"]``; it takes a share of ``alpha`` of weight 1).
 
     Returns
     -------
@@ -100,12 +102,13 @@ mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_k
     ref_std = np.sqrt(np.maximum(reference.variance, 0.0))
     extra: dict[str, TestResult] = {}
     if mean_shift:
-        count = sum(1 for t in selected if t in P_VALUE_TESTS) + 1
+        w = {**DEFAULT_WEIGHTS, **(weights or {})}
+        total = sum(w[t] for t in selected if t in P_VALUE_TESTS) + w["mean_shift"]
         floors = {**DEFAULT_MIN_EFFECT, **(min_effect or {})}
         extra["mean_shift"] = mean_shift_test(
             reference,
             current,
-            level=alpha / count,
+            level=alpha * w["mean_shift"] / total,
             min_effect=floors["mean_shift"],
             correction=correction,
         )
@@ -132,6 +135,7 @@ mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_k
         threshold=threshold,
         correction=correction,
         min_effect=min_effect,
+        weights=weights,
         psi_threshold=psi_threshold,
         n_permutations=n_permutations,
         mmd_method=mmd_method,

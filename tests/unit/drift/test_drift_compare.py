@@ -50,7 +50,8 @@ def test_report_shape_and_json() -> None:
             assert t["p_value"] is None and t["level"] is None
         else:
             assert 0.0 <= t["p_value"] <= 1.0
-            assert t["level"] == pytest.approx(0.05 / 4)
+            # weighted Bonferroni: ks, ad, cosine weigh 1, mmd 3 -> shares of 0.05 / 6
+            assert t["level"] == pytest.approx(0.05 * (3 if name == "mmd" else 1) / 6)
     lo, hi = out["confidence_interval"]
     assert 0.0 <= lo <= out["kl_divergence"] <= hi
     assert len(out["top_dimensions"]) == 10
