@@ -184,14 +184,26 @@ def _longest_run(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
 
 
 def _sort_keys(v: npt.NDArray[np.float32]) -> npt.NDArray[np.int32]:
-    """Signed 32-bit integers that sort like the float32 values (``-0.0`` equals ``0.0``)."""
-    bits = (v + np.float32(0.0)).view(np.int32)
-    return np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits)
+    """Signed 32-bit integers that sort like the float32 values (``-0.0`` equals ``0.0``).
+
+    Negative floats get their magnitude bits flipped (so larger magnitudes sort lower), then
+    move up by one so that ``-0.0`` lands on the key of ``+0.0``; ``v`` must be a fresh copy
+    (it is modified).
+    """
+    keys = v.view(np.int32)
+    sign = keys >> 31  # -1 for negative floats, 0 otherwise
+    keys ^= sign & np.int32(0x7FFFFFFF)
+    keys -= sign
+    return keys
 
 
 def _key_values(keys: npt.NDArray[np.integer]) -> npt.NDArray[np.float32]:
+    """Inverse of :func:`_sort_keys` (``0`` gives ``+0.0``)."""
     bits = keys.astype(np.int32)
-    return np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).view(np.float32)
+    sign = bits >> 31
+    bits += sign
+    bits ^= sign & np.int32(0x7FFFFFFF)
+    return bits.view(np.float32)
 
 
 def _statistics_float32(
@@ -211,8 +223,10 @@ def _statistics_float32(
     w1 = np.empty(d)
     idx_m = np.arange(1, total + 1, dtype=np.int64) * m
     redo: list[int] = []
-    keys_a = _sort_keys(np.ascontiguousarray(a.T)) & np.int32(-2)
-    keys_b = _sort_keys(np.ascontiguousarray(b.T)) | np.int32(1)
+    keys_a = _sort_keys(a.T.copy())
+    keys_a &= np.int32(-2)
+    keys_b = _sort_keys(b.T.copy())
+    keys_b |= np.int32(1)
     for s in range(0, d, _BLOCK):
         e = min(d, s + _BLOCK)
         keys = np.concatenate([keys_a[s:e], keys_b[s:e]], axis=1)
@@ -258,8 +272,8 @@ def _statistics_int64(
     for s in range(0, d, _BLOCK):
         e = min(d, s + _BLOCK)
         keys = np.empty((e - s, total), dtype=np.int64)
-        keys[:, :n] = _sort_keys(a[:, s:e].T).astype(np.int64) << 1
-        keys[:, n:] = (_sort_keys(b[:, s:e].T).astype(np.int64) << 1) | 1
+        keys[:, :n] = _sort_keys(a[:, s:e].T.copy()).astype(np.int64) << 1
+        keys[:, n:] = (_sort_keys(b[:, s:e].T.copy()).astype(np.int64) << 1) | 1
         keys.sort(axis=1)
         cy = np.cumsum(keys & 1, axis=1, dtype=np.int64)
         diff = np.abs(idx_m - cy * total)

@@ -25,7 +25,8 @@ def _imhof_sf(z: float, terms: int = 4000) -> float:
     return 0.5 + val / np.pi
 
 
-def test_statistic_matches_scipy_including_ties() -> None:
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_statistic_matches_scipy_including_ties(dtype: type) -> None:
     rng = np.random.default_rng(0)
     for case in range(60):
         n, m = int(rng.integers(3, 50)), int(rng.integers(3, 50))
@@ -33,6 +34,7 @@ def test_statistic_matches_scipy_including_ties() -> None:
         y = rng.normal(rng.uniform(0, 1), size=(m, 3))
         if case % 2 == 0:
             x, y = np.round(x, 1), np.round(y, 1)
+        x, y = x.astype(dtype), y.astype(dtype)
         res = ad.ad_columns(x, y)
         for j in range(3):
             with warnings.catch_warnings():
