@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+import sqlalchemy as sa
 
 # Google auth libraries look for the GCE metadata server when no credentials are configured;
 # point them at a closed loopback port so a test can never hang on (or leak to) the network.
@@ -99,3 +103,50 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared embedding data not found at {path} (expected REPO/../shared/data)")
     return path
+
+
+# --- per-test isolation on the shared services -----------------------------------------------
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """URL of an empty database with a unique name (dropped afterwards), so runs never collide."""
+    base = sa.make_url(postgres_url)
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def database(pg_database: str) -> Iterator[sa.Engine]:
+    """An engine on a fresh database with the schema migrated."""
+    from drift_monitor.adapters.sql import upgrade
+
+    engine = sa.create_engine(pg_database)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A Redis key prefix no other test uses; its keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)

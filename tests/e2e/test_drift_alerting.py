@@ -43,7 +43,7 @@ from cloudevents.http import CloudEvent
 from drift_monitor import bootstrap
 from drift_monitor.adapters import pubsub
 from drift_monitor.adapters.redis_stats import RedisDimensionRegistry, RedisStatsStore
-from drift_monitor.adapters.sql import SqlRepository, upgrade
+from drift_monitor.adapters.sql import SqlRepository
 from drift_monitor.config import Settings
 from support.fixtures import TEST_ROUTING_KEY, pagerduty_receiver  # noqa: F401
 from support.receiver import Receiver
@@ -80,33 +80,6 @@ def drifted(nouns: np.ndarray[Any, Any], verbs: np.ndarray[Any, Any]) -> np.ndar
 
 
 @pytest.fixture
-def database(postgres_url: str) -> Iterator[sa.Engine]:
-    name = f"g2e2e_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(sa.make_url(postgres_url).set(database=name))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    prefix = f"g2e2e-{uuid.uuid4().hex[:12]}"
-    client.g2_prefix = prefix  # type: ignore[attr-defined]
-    yield client
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
 def topics(pubsub_emulator_host: str) -> dict[str, str]:
     name = f"g2-embeddings-{uuid.uuid4().hex[:10]}"
     paths = pubsub.ensure_pipeline(
@@ -135,11 +108,12 @@ class Clock:
 def production(
     database: sa.Engine,
     redis_client: redis.Redis,
+    key_prefix: str,
     topics: dict[str, str],
     pushgateway_url: str,
     pagerduty_receiver: Receiver,  # noqa: F811
 ) -> Iterator[bootstrap.Container]:
-    prefix = redis_client.g2_prefix  # type: ignore[attr-defined]
+    prefix = key_prefix
     settings = Settings(
         environment="test",
         pubsub_topic=topics["topic"],

@@ -39,7 +39,7 @@ from cloudevents.http import CloudEvent
 from drift_monitor import bootstrap
 from drift_monitor.adapters import pubsub
 from drift_monitor.adapters.redis_stats import RedisDimensionRegistry, RedisStatsStore
-from drift_monitor.adapters.sql import SqlRepository, upgrade
+from drift_monitor.adapters.sql import SqlRepository
 from drift_monitor.config import Settings
 from drift_monitor.domain.envelope import Message
 
@@ -49,37 +49,6 @@ PROJECT = "test-project"
 
 
 # --- fixtures: a database, a key prefix and topics of our own ---------------------------------
-
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[sa.Engine]:
-    name = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(sa.make_url(postgres_url).set(database=name))
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    prefix = f"e2e-{uuid.uuid4().hex[:12]}"
-    yield prefix
-    keys = list(redis_client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
 
 
 @pytest.fixture
