@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -222,8 +223,8 @@ def _statistics_float32(
     stat = np.empty(d)
     w1 = np.empty(d)
     # Integer |cx m - cy n| fits in int32 for all practical sizes: half the memory traffic.
-    itype = np.int32 if total * max(n, m) < 2**31 - 1 else np.int64
-    idx_m = np.arange(1, total + 1, dtype=itype) * itype(m)
+    itype: type[np.signedinteger[Any]] = np.int32 if total * max(n, m) < 2**31 - 1 else np.int64
+    idx_m = np.arange(1, total + 1, dtype=itype) * m
     redo: list[int] = []
     keys_a = _sort_keys(a.T.copy())
     keys_a &= np.int32(-2)
@@ -235,16 +236,16 @@ def _statistics_float32(
         keys = np.concatenate([keys_a[s:e], keys_b[s:e]], axis=1)
         keys.sort(axis=1)
         label = keys & np.int32(1)
-        cy = np.cumsum(label, axis=1, dtype=itype)
+        cy: npt.NDArray[np.signedinteger[Any]] = np.cumsum(label, axis=1, dtype=itype)
         # |F_a - F_b| * n * m at every pooled point: |cx m - cy n| with cx = i - cy.
-        diff = cy * itype(total)
+        diff = cy * total
         np.subtract(idx_m, diff, out=diff)
         np.abs(diff, out=diff)
         high = keys >> 1
         tie = high[:, 1:] == high[:, :-1]
         # Only the last of a run of tied values has counted the whole run; -1 is never the
         # argmax because the last position always ends a run.
-        masked = np.where(tie, itype(-1), diff[:, :-1])
+        masked = np.where(tie, -1, diff[:, :-1]).astype(itype, copy=False)
         pos = np.maximum(masked.argmax(axis=1), 0)
         last_best = diff[:, -1]
         best = masked[rows_idx, pos]
