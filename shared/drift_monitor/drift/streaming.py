@@ -46,7 +46,12 @@ from drift_monitor.drift.decision import (
     P_VALUE_TESTS,
     decide_dimensions,
 )
-from drift_monitor.drift.quality import DEAD_DIMENSION_RATIO, quality_report
+from drift_monitor.drift.quality import (
+    DEAD_DIMENSION_RATIO,
+    NORM_COLLAPSE_RATIO,
+    NORM_EXPLOSION_RATIO,
+    quality_report,
+)
 from drift_monitor.drift.report import DriftReport, TestResult
 
 
@@ -242,10 +247,19 @@ def sketch_quality(reference: RunningStats, current: RunningStats) -> dict[str, 
     report["norm_mean_current"] = float(current.norm_mean)
     report["norm_ratio"] = float(ratio)
     issues = [i for i in issues if i not in ("norm_collapse", "norm_explosion")]
-    if ratio < 0.5:
+    # Norm findings come from the full-window moments, not from the reservoirs.
+    notes = [n for n in report["notes"] if not n.startswith("median vector norm")]
+    if ratio < NORM_COLLAPSE_RATIO:
         issues.append("norm_collapse")
-    elif ratio > 2.0:
+        notes.append(
+            f"mean vector norm fell from {reference.norm_mean:.4g} to {current.norm_mean:.4g}"
+        )
+    elif ratio > NORM_EXPLOSION_RATIO:
         issues.append("norm_explosion")
+        notes.append(
+            f"mean vector norm rose from {reference.norm_mean:.4g} to {current.norm_mean:.4g}"
+        )
+    report["notes"] = notes
     if current.norm_min == 0.0 and "zero_vectors" not in issues and reference.norm_min > 0.0:
         issues.append("zero_vectors")
     report["issues"] = issues

@@ -127,3 +127,17 @@ def test_incompatible_sketches_are_rejected() -> None:
     tiny = RunningStats.from_vectors(ref[:1], edges=e1, reservoir_size=50, key="t#0")
     with pytest.raises(ValidationError, match="at least 2"):
         compare_sketches(a, tiny)
+
+
+def test_quality_from_sketches_uses_full_window_norms() -> None:
+    ref = _data(10, 400)
+    edges = reference_edges(ref, 10)
+    a = RunningStats.from_vectors(ref, edges=edges, reservoir_size=100, key="a#0")
+    shrunk = RunningStats.from_vectors(
+        _data(11, 300) * np.float32(0.1), edges=edges, reservoir_size=100, key="b#0"
+    )
+    q = compare_sketches(a, shrunk, tests=["mmd"], **FAST).quality
+    assert "norm_collapse" in q["issues"]
+    assert q["norm_ratio"] == pytest.approx(shrunk.norm_mean / a.norm_mean)
+    assert any(note.startswith("mean vector norm fell") for note in q["notes"])
+    assert not any(note.startswith("median vector norm") for note in q["notes"])
