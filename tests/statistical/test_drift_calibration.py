@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from drift_monitor.drift import compare
+from drift_monitor.drift.mmd import mmd_block_test
 from drift_scenarios import binomial_upper, null_samplers
 
 pytestmark = pytest.mark.statistical
@@ -51,3 +52,17 @@ def test_threshold_tests_do_not_alarm_on_small_windows() -> None:
     print(f"threshold tests at n=30: alarms {alarms}, raw KL above 0.15 in {raw_over}/100")
     assert raw_over >= 90  # without the correction almost every small window would alarm
     assert alarms["kl"] <= 5 and alarms["psi"] <= 5
+
+
+@pytest.mark.parametrize("n", [1000, 5000])
+def test_block_mmd_variant_is_calibrated(n: int) -> None:
+    """The linear-time block MMD relies on a normal approximation: check its own error rate."""
+    draw = null_samplers(D)["anisotropic_unit"]
+    rejections = 0
+    for i in range(TRIALS):
+        rng = np.random.default_rng([13, n, i])
+        result = mmd_block_test(draw(rng, n), draw(rng, n), seed=i)
+        rejections += result.pvalue <= ALPHA
+    rate = rejections / TRIALS
+    print(f"block MMD at alpha={ALPHA}, n={n}: rejection rate {rate:.3f}")
+    assert rate <= binomial_upper(ALPHA, TRIALS)
