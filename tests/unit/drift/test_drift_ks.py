@@ -108,3 +108,13 @@ def test_constant_columns_and_bad_input() -> None:
         ks.ks_columns(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="non-empty"):
         ks.ks_columns(np.zeros((0, 2)), np.zeros((3, 2)))
+
+
+def test_unequal_larger_samples_match_scipy() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(700, 5)).astype(np.float32)
+    y = rng.normal(0.05, 1.1, size=(450, 5)).astype(np.float32)
+    res = ks.ks_columns(x, y)
+    d_ref, p_ref = _scipy(x, y)
+    np.testing.assert_array_equal(res.statistic, d_ref)
+    np.testing.assert_allclose(res.pvalue, p_ref, rtol=1e-12)
