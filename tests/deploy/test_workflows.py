@@ -327,12 +327,14 @@ def test_workflows_against_drift_monitor_serve(
 ) -> None:
     base = served_app
     model = "org/encoder-v1"
-    now = datetime.now(UTC).replace(microsecond=0)
+    # Statistics live in hourly buckets and a rebuild covers whole buckets, so the batches sit
+    # mid-hour and the range ends on an hour: the outcome must not depend on the wall clock.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rng = np.random.default_rng(7)
     for hours_ago in (5, 4, 3, 2):
         batch = {
             "model_id": model,
-            "timestamp": (now - timedelta(hours=hours_ago)).isoformat(),
+            "timestamp": (hour - timedelta(hours=hours_ago, minutes=-30)).isoformat(),
             "embeddings": rng.normal(size=(50, 16)).round(5).tolist(),
         }
         status, answer = _post(base, "/embeddings/batch", batch, "api-key")
@@ -344,8 +346,8 @@ def test_workflows_against_drift_monitor_serve(
         run_workflow("backfill", {"model_id": model})
 
     monkeypatch.setenv("DRIFT_MONITOR_KEY", "admin-key")
-    start = (now - timedelta(hours=6)).isoformat()
-    end = (now - timedelta(minutes=150)).isoformat()  # covers the batches 5, 4 and 3 hours ago
+    start = (hour - timedelta(hours=6)).isoformat()
+    end = (hour - timedelta(hours=2)).isoformat()  # covers the batches 4.5, 3.5 and 2.5 hours ago
     result = run_workflow("backfill", {"model_id": model, "start": start, "end": end})
     assert result["rebuild"] == {"model_id": model, "folded": 150}
     assert [r["model_id"] for r in result["detection"]["results"]] == [model]

@@ -61,8 +61,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 def traffic() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """(nouns, verbs): real sentence embeddings when available, else shifted Gaussians."""
-    rng = np.random.default_rng(2024)
+    """(nouns, verbs): real sentence embeddings when available, else shifted Gaussians.
+
+    These tests check the pipeline's behaviour (no page on a typical same-distribution window,
+    one page on drift, one resolve), not calibration: that is measured over hundreds of trials
+    in tests/statistical. So the shuffle is fixed to one whose same-distribution splits are
+    typical (AD and MMD p-values above 0.5), not one in the null's 5 % tail where any
+    calibrated test must fire and the outcome would hang on the permutation seed.
+    """
+    rng = np.random.default_rng(1)
     nouns_file = DATA / "wordnet_noun_minilm384.npy"
     verbs_file = DATA / "wordnet_verb_minilm384.npy"
     if nouns_file.exists() and verbs_file.exists():
@@ -226,7 +233,7 @@ def test_drift_alerting_on_real_services(
     pushgateway_url: str,
 ) -> None:
     nouns, verbs = traffic()
-    model = f"e2e/encoder-{uuid.uuid4().hex[:8]}"
+    model = "e2e/encoder"  # fixed: detection seeds its permutations from the model id
     pipe = Pipeline(production, topics)
     hook = pagerduty_receiver.webhook_url("drift")
     t0 = datetime.now(UTC).replace(microsecond=0)
