@@ -12,7 +12,10 @@ Services (names for ``--only``):
 ``redis``
     ``redis-server`` without persistence.
 ``pubsub``
-    The official Cloud Pub/Sub emulator (needs Java).
+    The official Cloud Pub/Sub emulator (needs Java). Where it is absent, or with
+    ``DRIFT_SERVICES_PUBSUB=standin``, the in-memory gRPC stand-in
+    ``tests/support/pubsub_standin.py`` (run by the virtualenv's Python) serves the same API;
+    ``DRIFT_SERVICES_PUBSUB=emulator`` insists on the emulator.
 ``pushgateway``
     ``prometheus-pushgateway`` (Debian package).
 ``gcs``
@@ -55,6 +58,8 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PUBSUB_EMULATOR = Path(
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 )
+REPO = Path(__file__).resolve().parent.parent
+PUBSUB_STANDIN = REPO / "tests" / "support" / "pubsub_standin.py"
 ALL_SERVICES = ("pg", "redis", "pubsub", "pushgateway", "gcs")
 # Generous bounds: the machine is shared and the JVM of the Pub/Sub emulator starts slowly.
 READY_TIMEOUT = float(os.environ.get("DRIFT_SERVICES_TIMEOUT", "90"))
@@ -119,6 +124,7 @@ class Service:
     """One child process in its own process group, with a readiness probe."""
 
     name = "service"
+    kind = ""  # said after the name in the log when one name has several implementations
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -150,7 +156,7 @@ class Service:
     def spawn(self) -> None:
         self.prepare()
         cmd = self.command()
-        log(f"starting {self.name} on 127.0.0.1:{self.port}: {' '.join(cmd)}")
+        log(f"starting {self.name}{self.kind} on 127.0.0.1:{self.port}: {' '.join(cmd)}")
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file = log_file
         kwargs: dict[str, object] = {
@@ -181,7 +187,7 @@ class Service:
                 )
             time.sleep(0.2)
         self.after_ready()
-        log(f"{self.name} ready on 127.0.0.1:{self.port}")
+        log(f"{self.name}{self.kind} ready on 127.0.0.1:{self.port}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -362,17 +368,26 @@ class Redis(Service):
         return {"TEST_REDIS_URL": f"redis://127.0.0.1:{self.port}/0"}
 
 
+def pubsub_emulator_missing() -> str | None:
+    """Why the official emulator cannot run here, or None when it can."""
+    if not PUBSUB_EMULATOR.exists():
+        return (
+            f"the official Pub/Sub emulator is not installed ({PUBSUB_EMULATOR} missing; "
+            "it ships with the Google Cloud SDK component pubsub-emulator)"
+        )
+    if shutil.which("java") is None:
+        return "the Pub/Sub emulator needs java on PATH"
+    return None
+
+
 class PubSubEmulator(Service):
     name = "pubsub"
+    kind = " (official emulator)"
 
     def command(self) -> list[str]:
-        if not PUBSUB_EMULATOR.exists():
-            raise NotInstalled(
-                f"the official Pub/Sub emulator is not installed ({PUBSUB_EMULATOR} missing; "
-                "it ships with the Google Cloud SDK component pubsub-emulator)"
-            )
-        if shutil.which("java") is None:
-            raise NotInstalled("the Pub/Sub emulator needs java on PATH")
+        missing = pubsub_emulator_missing()
+        if missing is not None:
+            raise NotInstalled(missing)
         return [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={self.port}"]
 
     def popen_kwargs(self) -> dict[str, object]:
@@ -387,6 +402,46 @@ class PubSubEmulator(Service):
 
     def env(self) -> dict[str, str]:
         return {"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.port}"}
+
+
+class PubSubStandIn(Service):
+    """``tests/support/pubsub_standin.py``: the same gRPC API, in memory, without Java."""
+
+    name = "pubsub"
+    kind = " (stand-in)"
+
+    def command(self) -> list[str]:
+        # It imports grpcio and google-cloud-pubsub, so prefer the project's virtualenv.
+        venv_python = REPO / ".venv" / "bin" / "python"
+        python = str(venv_python) if venv_python.exists() else sys.executable
+        if not PUBSUB_STANDIN.exists():
+            raise NotInstalled(f"the Pub/Sub stand-in {PUBSUB_STANDIN} is missing")
+        return [python, str(PUBSUB_STANDIN), "--host=127.0.0.1", f"--port={self.port}"]
+
+    def ready(self) -> bool:
+        # It prints its ready line after the gRPC server started listening.
+        try:
+            return "ready on" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.port}"}
+
+
+def pubsub_service(workdir: Path) -> Service:
+    """The official emulator, or the stand-in when it is absent or DRIFT_SERVICES_PUBSUB says."""
+    choice = os.environ.get("DRIFT_SERVICES_PUBSUB", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "emulator", "standin"):
+        raise ServiceError(f"DRIFT_SERVICES_PUBSUB={choice!r}: choose auto, emulator or standin")
+    if choice == "standin":
+        return PubSubStandIn(workdir)
+    if choice == "auto":
+        missing = pubsub_emulator_missing()
+        if missing is not None:
+            log(f"{missing}; using the stand-in {PUBSUB_STANDIN.relative_to(REPO)}")
+            return PubSubStandIn(workdir)
+    return PubSubEmulator(workdir)
 
 
 class Pushgateway(Service):
@@ -431,10 +486,10 @@ class GcsEmulator(Service):
         return {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
 
 
-SERVICE_CLASSES: dict[str, type[Service]] = {
+SERVICE_CLASSES: dict[str, Callable[[Path], Service]] = {
     "pg": Postgres,
     "redis": Redis,
-    "pubsub": PubSubEmulator,
+    "pubsub": pubsub_service,
     "pushgateway": Pushgateway,
     "gcs": GcsEmulator,
 }
