@@ -146,8 +146,9 @@ def ensure_subscription(
 ) -> str:
     """Create a pull subscription on ``topic`` if it is missing; return its path.
 
-    ``dead_letter_topic`` adds Pub/Sub's own dead-letter policy (used in GCP; the emulator
-    accepts and ignores it).
+    ``dead_letter_topic`` adds Pub/Sub's own dead-letter policy: after
+    ``max_delivery_attempts`` failed deliveries the message is forwarded there (GCP, the
+    emulator and the test stand-in all do).
     """
     owns_client = client is None
     client = client or pubsub_v1.SubscriberClient()
