@@ -102,14 +102,15 @@ locals {
   }
   env_tokens_detect = {
     GOOGLE_ID_TOKEN_AUDIENCE = local.function_audiences["detect"]
-    # POST /drift/check needs the API role only.
-    DRIFT_MONITOR_INVOKERS       = google_service_account.scheduler.email
+    # POST /drift/check needs the API role only (Scheduler's direct trigger and the workflows).
+    DRIFT_MONITOR_INVOKERS       = join(",", [google_service_account.scheduler.email, google_service_account.workflows.email])
     DRIFT_MONITOR_ADMIN_INVOKERS = ""
   }
   env_tokens_api = {
-    GOOGLE_ID_TOKEN_AUDIENCE     = local.function_audiences["api"]
-    DRIFT_MONITOR_INVOKERS       = join(",", local.api_token_invokers)
-    DRIFT_MONITOR_ADMIN_INVOKERS = join(",", var.api_admin_token_invokers)
+    GOOGLE_ID_TOKEN_AUDIENCE = local.function_audiences["api"]
+    DRIFT_MONITOR_INVOKERS   = join(",", local.api_token_invokers)
+    # The workflows rebuild statistics (backfill) and pin baselines (baseline_refresh): admin.
+    DRIFT_MONITOR_ADMIN_INVOKERS = join(",", concat(var.api_admin_token_invokers, [google_service_account.workflows.email]))
   }
 
   function_env = {

@@ -29,7 +29,7 @@ resource "google_service_account" "scheduler" {
 
 resource "google_service_account" "workflows" {
   account_id   = "${var.name_prefix}-workflows"
-  display_name = "drift monitor Workflows (backfill, baseline refresh)"
+  display_name = "drift monitor Workflows (backfill, baseline refresh, scheduled detection)"
 }
 
 resource "google_service_account" "builder" {
@@ -85,6 +85,8 @@ locals {
     { for m in var.api_invokers : "api/${m}" => { function = "api", member = m } },
     { for e in var.api_admin_token_invokers : "api/serviceAccount:${e}" => { function = "api", member = "serviceAccount:${e}" } },
     { "detect/scheduler" = { function = "detect", member = google_service_account.scheduler.member } },
+    # The workflows call detect (API role) and api (admin role); their roles in the monitor's
+    # own check are in functions.tf (env_tokens_detect, env_tokens_api).
     { "detect/workflows" = { function = "detect", member = google_service_account.workflows.member } },
     { "api/workflows" = { function = "api", member = google_service_account.workflows.member } },
     { for fn in keys(local.subscribers) : "${fn}/events" => { function = fn, member = google_service_account.events.member } },

@@ -13,6 +13,8 @@ locals {
     "compute.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
+    # IAM Service Account Credentials: the workflows mint their ID tokens with generateIdToken.
+    "iamcredentials.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

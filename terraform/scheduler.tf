@@ -2,8 +2,9 @@
 #
 # detection_trigger = "workflow" (default): the job starts the scheduled_detection workflow
 #   (OAuth token of the scheduler account, roles/workflows.invoker on that workflow only); the
-#   workflow calls detect with its ID token in X-Serverless-Authorization (Cloud Run's invoker
-#   check) and the API key in Authorization (the app's check, entrypoints/auth.py).
+#   workflow calls detect with its own ID token in both X-Serverless-Authorization (Cloud Run's
+#   invoker check) and Authorization (the app's check, entrypoints/auth.py: the workflows
+#   account is in detect's DRIFT_MONITOR_INVOKERS); no key is involved.
 # detection_trigger = "direct": the job POSTs /drift/check to the detect function with an OIDC
 #   ID token of the scheduler account (audience = the function URL). A Scheduler HTTP job can
 #   carry only that one token, in Authorization; Cloud Run checks it against roles/run.invoker
