@@ -111,6 +111,8 @@ class Settings:
     stats_bucket_seconds: int = 3600
     drift_threshold: float = 0.15
     historical_window_days: int = 7
+    # retention: stored batches older than this many days are deleted (0 keeps them forever)
+    batch_retention_days: int = 30
     # alerting and metrics
     alert_cooldown_minutes: int = 30
     prometheus_gateway: str | None = None
@@ -161,6 +163,16 @@ class Settings:
                 "DRIFT_MONITOR_INVOKERS / DRIFT_MONITOR_ADMIN_INVOKERS need "
                 "GOOGLE_ID_TOKEN_AUDIENCE (the URL callers mint their ID tokens for)"
             )
+        historical_window_days = _req_int(env, "HISTORICAL_WINDOW_DAYS", 7, 1, 365)
+        batch_retention_days = _req_int(env, "BATCH_RETENTION_DAYS", 30, 0, 36_500)
+        # A rolling baseline reads the HISTORICAL_WINDOW_DAYS before the current window, so
+        # pruning must keep at least that much plus a day for the current window and refreshes.
+        if 0 < batch_retention_days < historical_window_days + 1:
+            raise ConfigError(
+                f"BATCH_RETENTION_DAYS={batch_retention_days} must be at least "
+                f"HISTORICAL_WINDOW_DAYS + 1 = {historical_window_days + 1} "
+                "(or 0 to keep batches forever)"
+            )
         certs_url = _get(env, "GOOGLE_ID_TOKEN_CERTS_URL") or GOOGLE_CERTS_URL
         if not certs_url.startswith(("https://", "http://")):
             raise ConfigError("GOOGLE_ID_TOKEN_CERTS_URL must be an http(s) URL")
@@ -183,7 +195,8 @@ class Settings:
             max_future_seconds=_req_int(env, "MAX_FUTURE_SECONDS", 300, 0, 86_400),
             stats_bucket_seconds=_req_int(env, "STATS_BUCKET_SECONDS", 3600, 60, 86_400),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.15, 0.0, 100.0),
-            historical_window_days=_req_int(env, "HISTORICAL_WINDOW_DAYS", 7, 1, 365),
+            historical_window_days=historical_window_days,
+            batch_retention_days=batch_retention_days,
             alert_cooldown_minutes=_req_int(env, "ALERT_COOLDOWN_MINUTES", 30, 0, 10_080),
             prometheus_gateway=_get(env, "PROMETHEUS_GATEWAY"),
             pagerduty_routing_key=_get(env, "PAGERDUTY_ROUTING_KEY"),
@@ -205,7 +218,7 @@ ENVIRONMENT_VARIABLES = (
     "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
     "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
-    "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
+    "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
     "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",
     "GOOGLE_ID_TOKEN_CERTS_URL", "DRIFT_MONITOR_ENV",

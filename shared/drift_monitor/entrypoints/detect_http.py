@@ -4,7 +4,9 @@
 answer ``200 {"checked_at", "results": [...]}`` with one status document per model. Cloud
 Scheduler calls the first every few minutes with an OIDC token (IAM invoker) and the API key.
 Models run one after another inside a time budget; ``docs/detection.md`` explains the choice
-over a Pub/Sub fan-out and how to scale out later.
+over a Pub/Sub fan-out and how to scale out later. After a run over every model, batches older
+than ``BATCH_RETENTION_DAYS`` are pruned within a small time budget (``service/retention.py``);
+the answer's ``retention`` member has the counts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from drift_monitor import bootstrap, logs
 from drift_monitor.domain.batch import check_model_id
 from drift_monitor.domain.errors import TransientError, ValidationError
 from drift_monitor.entrypoints import auth
-from drift_monitor.service import detection
+from drift_monitor.service import detection, retention
 
 URLS = Map(
     [
@@ -90,6 +92,25 @@ def _alerts(alerts: Any) -> list[dict[str, Any]]:
     return out
 
 
+def prune_after_run(container: Any, now: datetime) -> dict[str, Any] | None:
+    """Delete batches past ``BATCH_RETENTION_DAYS`` after a run over every model.
+
+    Bounded by :data:`~drift_monitor.service.retention.PRUNE_AFTER_RUN_SECONDS`; what is left
+    goes at the next run. Returns the counts, None when retention is disabled (or the
+    repository keeps no batches to prune), or ``{"error": ...}``: a failing prune is logged and
+    never fails the detection run, whose results are already stored.
+    """
+    repository = container.repository
+    if not hasattr(repository, "prune_report"):
+        return None
+    try:
+        result = retention.prune_expired(repository, container.settings, now)
+    except Exception as exc:  # retention must never cost a detection answer
+        logs.log("ERROR", f"batch retention failed: {exc}", error=type(exc).__name__)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return None if result is None else dict(result.to_dict())
+
+
 def handle(request: Request) -> Response:
     """Cloud Function ``detect``."""
     return handle_with(request, bootstrap.sql_container())
@@ -123,20 +144,22 @@ def handle_with(request: Request, container: Any) -> Response:
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     logs.log("INFO", "detection run finished", models=len(outcomes), **counts)
-    return json_response(
-        {
-            "checked_at": detection.iso(now),
-            "counts": counts,
-            "results": [summary(o) for o in outcomes],
-        }
-    )
+    answer: dict[str, Any] = {
+        "checked_at": detection.iso(now),
+        "counts": counts,
+        "results": [summary(o) for o in outcomes],
+    }
+    if endpoint == "all":
+        answer["retention"] = prune_after_run(container, now)
+    return json_response(answer)
 
 
 class Schedule:
     """Embedded mode's stand-in for Cloud Scheduler: run every model every ``every`` seconds.
 
-    A daemon thread; :meth:`stop` ends it after the run in progress. A failing run is logged
-    and the schedule carries on.
+    Each run is followed by the retention prune, as after ``POST /drift/check``. A daemon
+    thread; :meth:`stop` ends it after the run in progress. A failing run is logged and the
+    schedule carries on.
     """
 
     def __init__(self, container: Any, every: float) -> None:
@@ -160,9 +183,9 @@ class Schedule:
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                outcomes = detection.run_all(
-                    now=now_of(self.container), **collaborators(self.container)
-                )
+                now = now_of(self.container)
+                outcomes = detection.run_all(now=now, **collaborators(self.container))
+                prune_after_run(self.container, now)
                 self.runs += 1
                 statuses = sorted({o.status for o in outcomes})
                 logs.log("INFO", "scheduled detection finished", models=len(outcomes),

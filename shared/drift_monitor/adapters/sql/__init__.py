@@ -5,6 +5,7 @@ Public surface::
     engine = make_engine(settings)          # DATABASE_URL, Cloud SQL connector, or SQLite file
     upgrade(engine)                         # Alembic migrations to head, idempotent
     SqlRepository(engine)                   # batches + vectors: BatchRepository, DimensionRegistry
+    SqlRepository(engine).prune(before)     # retention: delete old batches (retention.py)
     SqlMonitorRepository(engine)            # configs, baselines, drift results, alert state
 """
 
@@ -12,6 +13,7 @@ from drift_monitor.adapters.sql.engine import database_url, make_engine, sqlite_
 from drift_monitor.adapters.sql.monitor import SqlMonitorRepository
 from drift_monitor.adapters.sql.records import AlertState, Baseline, DriftResult, ModelRow
 from drift_monitor.adapters.sql.repository import SqlRepository
+from drift_monitor.adapters.sql.retention import PruneResult, prune_batches
 from drift_monitor.adapters.sql.schema import current_revision, head_revision, upgrade
 
 __all__ = [
@@ -19,12 +21,14 @@ __all__ = [
     "Baseline",
     "DriftResult",
     "ModelRow",
+    "PruneResult",
     "SqlMonitorRepository",
     "SqlRepository",
     "current_revision",
     "database_url",
     "head_revision",
     "make_engine",
+    "prune_batches",
     "sqlite_engine",
     "upgrade",
 ]

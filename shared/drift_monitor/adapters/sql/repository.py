@@ -34,6 +34,7 @@ from sqlalchemy import (
 from drift_monitor.adapters.sql import _dialect
 from drift_monitor.adapters.sql.engine import translate_errors
 from drift_monitor.adapters.sql.records import ModelRow
+from drift_monitor.adapters.sql.retention import PRUNE_CHUNK_PARTS, PruneResult, prune_batches
 from drift_monitor.adapters.sql.tables import batch_vectors, batches, models
 from drift_monitor.domain.batch import BatchPart
 from drift_monitor.domain.errors import ValidationError
@@ -162,6 +163,40 @@ class SqlRepository:
             raise ValidationError("embeddings", f"dimension must be positive, got {dimension}")
         with translate_errors("claiming a model dimension"), self._engine.begin() as conn:
             return _claim(conn, model_id, dimension, self._clock())
+
+    def prune(
+        self,
+        before: datetime,
+        *,
+        batch_size: int = PRUNE_CHUNK_PARTS,
+        time_budget_seconds: float | None = None,
+    ) -> int:
+        """Delete parts stamped before ``before`` and their vectors; return the parts deleted.
+
+        Parts inside a model's stored baseline window (pinned, whatever its age, or rolling)
+        are kept. Deletes run in chunks of at most ``batch_size`` parts, one transaction
+        each; idempotent. See :func:`~drift_monitor.adapters.sql.retention.prune_batches`.
+        """
+        return self.prune_report(
+            before, batch_size=batch_size, time_budget_seconds=time_budget_seconds
+        ).parts
+
+    def prune_report(
+        self,
+        before: datetime,
+        *,
+        batch_size: int = PRUNE_CHUNK_PARTS,
+        time_budget_seconds: float | None = None,
+        dry_run: bool = False,
+    ) -> PruneResult:
+        """:meth:`prune` with the full counts (parts, vectors, models, chunks, complete)."""
+        return prune_batches(
+            self._engine,
+            before,
+            batch_size=batch_size,
+            time_budget_seconds=time_budget_seconds,
+            dry_run=dry_run,
+        )
 
     # ---- reads ----------------------------------------------------------------------------
 
