@@ -70,6 +70,9 @@ locals {
   env_detection = {
     DRIFT_THRESHOLD        = tostring(var.drift_threshold)
     HISTORICAL_WINDOW_DAYS = tostring(var.historical_window_days)
+    # detect prunes after each scheduled run; api gets it too because Settings checks it
+    # against HISTORICAL_WINDOW_DAYS, which api reads.
+    BATCH_RETENTION_DAYS   = tostring(var.batch_retention_days)
     ALERT_COOLDOWN_MINUTES = tostring(var.alert_cooldown_minutes)
     PROMETHEUS_GATEWAY     = var.prometheus_gateway_url
     PAGERDUTY_EVENTS_URL   = var.pagerduty_events_url
@@ -220,6 +223,14 @@ resource "google_cloudfunctions2_function" "fn" {
       pubsub_topic          = google_pubsub_topic.embeddings.id
       retry_policy          = "RETRY_POLICY_RETRY"
       service_account_email = google_service_account.events.email
+    }
+  }
+
+  lifecycle {
+    precondition {
+      # Settings.from_env refuses a shorter retention: rolling baselines would lose their data.
+      condition     = var.batch_retention_days == 0 || var.batch_retention_days >= var.historical_window_days + 1
+      error_message = "batch_retention_days must be 0 or at least historical_window_days + 1."
     }
   }
 

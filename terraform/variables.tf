@@ -226,6 +226,18 @@ variable "historical_window_days" {
   default     = 7
 }
 
+variable "batch_retention_days" {
+  description = "BATCH_RETENTION_DAYS: stored batches older than this many days are deleted after each scheduled detection run (0 keeps them forever). Must be at least historical_window_days + 1; baseline windows are always kept."
+  type        = number
+  default     = 30
+  validation {
+    # The cross-check with historical_window_days is a precondition in functions.tf (variable
+    # validations may name other variables only from Terraform 1.9 on).
+    condition     = var.batch_retention_days == floor(var.batch_retention_days) && (var.batch_retention_days == 0 || (var.batch_retention_days >= 2 && var.batch_retention_days <= 36500))
+    error_message = "batch_retention_days must be 0 (keep forever) or a whole number of days from 2 to 36500."
+  }
+}
+
 variable "alert_cooldown_minutes" {
   description = "ALERT_COOLDOWN_MINUTES: minimum gap between two pages for the same model."
   type        = number

@@ -64,6 +64,9 @@ STORAGE = {
 DETECTION = {
     "DRIFT_THRESHOLD",
     "HISTORICAL_WINDOW_DAYS",
+    # detect prunes old batches after each scheduled run; Settings checks it against
+    # HISTORICAL_WINDOW_DAYS, so every function that reads that one gets it too.
+    "BATCH_RETENTION_DAYS",
     "ALERT_COOLDOWN_MINUTES",
     "PROMETHEUS_GATEWAY",
     "PAGERDUTY_ROUTING_KEY",
@@ -492,3 +495,15 @@ def test_dashboard_and_prometheus_alert_use_the_exported_metric_names(tf: Terraf
     queries = json.dumps(tiles)
     assert "VAR_drift_score" in queries and "VAR_last_success" in queries
     assert "by (model_id, test)" in queries
+
+
+def test_batch_retention_default_and_cross_check_match_settings(tf: TerraformModule) -> None:
+    """Terraform refuses what Settings.from_env refuses: retention shorter than the window + 1."""
+    assert tf.default("batch_retention_days") == config.Settings().batch_retention_days
+    assert tf.default("historical_window_days") == config.Settings().historical_window_days
+    fn = tf.resource("google_cloudfunctions2_function", "fn")
+    conditions = [one(p["condition"]) for p in one(fn["lifecycle"])["precondition"]]
+    assert any(
+        "var.batch_retention_days == 0" in c and "var.historical_window_days + 1" in c
+        for c in conditions
+    ), conditions
