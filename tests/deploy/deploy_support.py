@@ -4,12 +4,14 @@ Terraform cannot run here (no provider downloads), so the tests read the HCL wit
 and evaluate the few expression shapes the module uses for names and environment variables:
 ``${var.X}``, ``${tostring(var.X)}``, ``${local.X}``, ``merge(local.A, local.B, {...})`` and
 ``${google_T.N.name}``. Anything else resolves to ``None`` and a test decides what that means.
+The workflow helpers read the function calls out of a parsed workflows/*.yaml.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,3 +152,44 @@ def entry_points(main_py: Path = MAIN_PY) -> dict[str, str]:
             ):
                 found[node.name] = target.attr
     return found
+
+
+# --- workflows/*.yaml ------------------------------------------------------------------------
+
+
+def path_template(expr: str) -> str:
+    """'${"/models/" + model_id + "/baseline"}' -> '/models/{model_id}/baseline'."""
+    if not expr.startswith("${"):
+        return expr
+    parts = [p.strip() for p in expr[2:-1].split("+")]
+    out = ""
+    for part in parts:
+        if part.startswith('"') and part.endswith('"'):
+            out += part[1:-1]
+        else:
+            out += "{" + part.split(".")[-1] + "}"
+    return out
+
+
+def function_calls(node: Any) -> Iterator[dict[str, Any]]:
+    """Every `call: call_function` step's args in a parsed workflow."""
+    if isinstance(node, dict):
+        if node.get("call") == "call_function":
+            yield node["args"]
+        for value in node.values():
+            yield from function_calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from function_calls(value)
+
+
+def assigned_paths(node: Any) -> Iterator[str]:
+    """Every literal or templated ``path`` value in a parsed workflow (not ``${path}`` itself)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "path" and isinstance(value, str) and value != "${path}":
+                yield value
+            yield from assigned_paths(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from assigned_paths(value)

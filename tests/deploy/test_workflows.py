@@ -1,14 +1,18 @@
 """The GCP Workflows in workflows/ parse, call routes that exist, and run under workflows-emulator.
 
-Runs use the workflows' local authentication mode (``DRIFT_MONITOR_AUTH=local``: the key from
-``DRIFT_MONITOR_KEY``, no ID token), because the emulator cannot mint Google ID tokens or reach
-Secret Manager. Two targets: a loopback server that records every request (exact paths and
-bodies, retries on 503, no retry on 403), and the real ``drift-monitor serve`` app (marked
-``e2e``): batches ingested over HTTP, statistics rebuilt, a baseline pinned, detection run.
+Most runs use the workflows' local authentication mode (``DRIFT_MONITOR_AUTH=local``: the key
+from ``DRIFT_MONITOR_KEY``, no ID token). The GCP mode runs too, with the one Google call it
+makes (IAM Credentials ``generateIdToken``) answered in-process by :class:`TokenService`, which
+signs ID tokens as that call documents them with a throw-away key and publishes the certificate
+the monitor verifies them against. Two targets: a loopback server that records every request
+(exact paths, bodies and both authorization headers, retries on 503, no retry on 403), and the
+real ``drift-monitor serve`` app (marked ``e2e``): batches ingested over HTTP, statistics
+rebuilt, a baseline pinned, detection run, with keys and with ID tokens alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -20,6 +24,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,9 +34,16 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from deploy_support import WORKFLOWS
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from deploy_support import WORKFLOWS, assigned_paths, function_calls, path_template
+from google.auth import crypt, jwt
+from google.auth.transport.requests import AuthorizedSession
 
 workflows_main = pytest.importorskip("workflows_emulator.main")
+http_utils = pytest.importorskip("workflows_emulator.lib.http_utils")
 
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yaml"))
 EXPECTED = {"backfill", "baseline_refresh", "scheduled_detection"}
@@ -55,43 +68,6 @@ def _routes() -> dict[str, set[str]]:
     return found
 
 
-def _template(expr: str) -> str:
-    """'${"/models/" + model_id + "/baseline"}' -> '/models/{model_id}/baseline'."""
-    if not expr.startswith("${"):
-        return expr
-    parts = [p.strip() for p in expr[2:-1].split("+")]
-    out = ""
-    for part in parts:
-        if part.startswith('"') and part.endswith('"'):
-            out += part[1:-1]
-        else:
-            out += "{" + part.split(".")[-1] + "}"
-    return out
-
-
-def _calls(node: Any) -> Iterator[dict[str, Any]]:
-    """Every `call: call_function` step's args in a parsed workflow."""
-    if isinstance(node, dict):
-        if node.get("call") == "call_function":
-            yield node["args"]
-        for value in node.values():
-            yield from _calls(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _calls(value)
-
-
-def _assigned_paths(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "path" and isinstance(value, str) and value != "${path}":
-                yield value
-            yield from _assigned_paths(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _assigned_paths(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Static checks
 # --------------------------------------------------------------------------------------------
@@ -107,8 +83,9 @@ def test_workflow_is_valid_workflows_yaml(path: Path) -> None:
     config = workflows_main.load_workflow(str(path))
     assert "main" in config and config["main"]["params"] == ["args"]
     text = path.read_text()
-    # credentials: ID token for Cloud Run IAM, key for the app, retries on transient failures
+    # credentials: one ID token for Cloud Run IAM and the app, no key secret; retries
     assert "generateIdToken" in text and "X-Serverless-Authorization" in text
+    assert "secretmanager" not in text
     assert "retry:" in text and "predicate: ${transient}" in text
 
 
@@ -116,14 +93,14 @@ def test_workflow_is_valid_workflows_yaml(path: Path) -> None:
 def test_workflow_calls_existing_routes_on_the_right_function(path: Path) -> None:
     routes = _routes()
     parsed = yaml.safe_load(path.read_text())
-    calls = list(_calls(parsed))
+    calls = list(function_calls(parsed))
     assert calls, f"{path.name} calls no function"
     for args in calls:
         service = {"${api_url}": "api", "${detect_url}": "detect"}[args["base_url"]]
         if args["path"] == "${path}":
-            templates = [_template(p) for p in _assigned_paths(parsed)]
+            templates = [path_template(p) for p in assigned_paths(parsed)]
         else:
-            templates = [_template(args["path"])]
+            templates = [path_template(args["path"])]
         for template in templates:
             assert template in routes[service], f"{path.name}: {service} has no POST {template}"
 
@@ -148,7 +125,12 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
             rec.calls.append(
-                {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+                {
+                    "path": self.path,
+                    "body": body,
+                    "auth": self.headers.get("Authorization"),
+                    "serverless_auth": self.headers.get("X-Serverless-Authorization"),
+                }
             )
             status = rec.fail_next.pop(0) if rec.fail_next else 200
             payload = json.dumps({"path": self.path, "status": status}).encode()
@@ -248,6 +230,151 @@ def test_scheduled_detection_checks_every_model_or_one(recorder: Recorder) -> No
 
 
 # --------------------------------------------------------------------------------------------
+# GCP authentication mode: ID tokens from an in-process generateIdToken
+# --------------------------------------------------------------------------------------------
+
+WORKFLOWS_ACCOUNT = "drift-workflows@my-project.iam.gserviceaccount.com"
+READER_ACCOUNT = "drift-reader@my-project.iam.gserviceaccount.com"
+GENERATE_ID_TOKEN = "googleapis.iamcredentials.v1.projects.serviceAccounts.generateIdToken"
+KID = "workflows-test-key"
+
+
+@dataclass
+class Minted:
+    account: str
+    audience: str
+    include_email: bool
+    token: str
+
+
+@dataclass
+class TokenService:
+    """IAM Credentials ``generateIdToken`` and Google's certificate endpoint, on loopback.
+
+    The emulator runs ``googleapis.*`` connector steps with ``StepCall.execute_connector``,
+    which would call Google with local credentials (and has no discovery document for IAM
+    Credentials); the fixture swaps in :meth:`connector`, which signs an ID token as
+    ``generateIdToken`` documents it: issuer Google, ``aud`` the requested audience, ``email``
+    and ``email_verified`` with ``includeEmail``. The certificate of the throw-away key is
+    served like https://www.googleapis.com/oauth2/v1/certs, so ``drift-monitor serve`` with
+    ``GOOGLE_ID_TOKEN_CERTS_URL`` pointing here verifies the tokens with its production code.
+    """
+
+    private_pem: bytes
+    certificate_pem: str
+    certs_url: str = ""
+    minted: list[Minted] = field(default_factory=list)
+
+    def connector(self, rendered_step: dict[str, Any]) -> dict[str, Any]:
+        assert rendered_step["call"] == GENERATE_ID_TOKEN, f"unexpected {rendered_step['call']}"
+        name = rendered_step["args"]["name"]
+        prefix = "projects/-/serviceAccounts/"
+        assert name.startswith(prefix), name
+        account = name.removeprefix(prefix)
+        body = rendered_step["args"]["body"]
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": "https://accounts.google.com",
+            "aud": body["audience"],
+            "azp": "100000000000000000001",
+            "sub": "100000000000000000001",
+            "iat": now,
+            "exp": now + 3600,
+        }
+        if body.get("includeEmail"):
+            claims.update(email=account, email_verified=True)
+        signer = crypt.RSASigner.from_string(self.private_pem, key_id=KID)
+        token = jwt.encode(signer, claims).decode()
+        self.minted.append(Minted(account, body["audience"], bool(body.get("includeEmail")), token))
+        return {"token": token}
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> tuple[bytes, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "workflows test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private_pem, certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def tokens(
+    signing_key: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TokenService]:
+    service = TokenService(*signing_key)
+    certs = json.dumps({KID: service.certificate_pem}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Cache-Control", "public, max-age=3600")
+            self.send_header("Content-Length", str(len(certs)))
+            self.end_headers()
+            self.wfile.write(certs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    service.certs_url = f"http://127.0.0.1:{server.server_port}/oauth2/v1/certs"
+    monkeypatch.setattr(workflows_main.StepCall, "execute_connector", service.connector)
+    # In Workflows GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME is a built-in variable naming the workflow's
+    # account; the emulator also reads it as "impersonate this account on every http.* call"
+    # (through Google), which these loopback calls must not do.
+    monkeypatch.setattr(http_utils, "IMPERSONATED_SA", "DRIFT_TEST_NO_IMPERSONATION")
+    # The emulator's session would answer a 401 by refreshing its (anonymous) credentials and
+    # fail with that instead; Workflows raises the 401 itself.
+    monkeypatch.setattr(
+        http_utils,
+        "AuthorizedSession",
+        functools.partial(AuthorizedSession, refresh_status_codes=()),
+    )
+    # GCP mode, as the workflow runs in Workflows: no local switch, no key anywhere
+    monkeypatch.delenv("DRIFT_MONITOR_AUTH", raising=False)
+    monkeypatch.delenv("DRIFT_MONITOR_KEY", raising=False)
+    monkeypatch.setenv("GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME", WORKFLOWS_ACCOUNT)
+    yield service
+    server.shutdown()
+    server.server_close()
+
+
+def test_gcp_mode_sends_one_fresh_id_token_for_the_called_function_in_both_headers(
+    recorder: Recorder, tokens: TokenService
+) -> None:
+    recorder.fail_next = [503]
+    run_workflow("backfill", {"model_id": "m"})
+    api, detect = os.environ["API_URL"], os.environ["DETECT_URL"]
+    # one token per attempt (the retry mints a new one), each for the function it is sent to
+    assert [(m.account, m.audience, m.include_email) for m in tokens.minted] == [
+        (WORKFLOWS_ACCOUNT, api, True),
+        (WORKFLOWS_ACCOUNT, api, True),
+        (WORKFLOWS_ACCOUNT, detect, True),
+    ]
+    assert [c["path"] for c in recorder.calls] == [
+        "/api/models/m/rebuild-stats",
+        "/api/models/m/rebuild-stats",
+        "/detect/drift/check/m",
+    ]
+    for call, minted in zip(recorder.calls, tokens.minted, strict=True):
+        assert call["auth"] == call["serverless_auth"] == f"Bearer {minted.token}"
+
+
+# --------------------------------------------------------------------------------------------
 # Runs against the real app (drift-monitor serve)
 # --------------------------------------------------------------------------------------------
 
@@ -273,21 +400,16 @@ def _post(base: str, path: str, body: Any, key: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
-@pytest.fixture
-def served_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DRIFT_MONITOR_API_KEY": "api-key",
-        "DRIFT_MONITOR_ADMIN_KEY": "admin-key",
-        "DRIFT_MONITOR_ENV": "local",
-    }
+@contextmanager
+def serving(data_dir: Path, port: int, settings: dict[str, str]) -> Iterator[str]:
+    """``drift-monitor serve`` on loopback with ``settings`` in its environment; its base URL."""
+    env = {**os.environ, "DRIFT_MONITOR_ENV": "local", **settings}
     for name in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_GATEWAY", "GCS_BUCKET"):
         env.pop(name, None)
     command = Path(sys.executable).with_name("drift-monitor")
     process = subprocess.Popen(
         [str(command), "serve", "--port", str(port), "--detect-every", "0",
-         "--data-dir", str(tmp_path / "data")],
+         "--data-dir", str(data_dir)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -306,9 +428,6 @@ def served_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
                 stderr = process.stderr.read().decode() if process.stderr else ""
                 pytest.fail(f"drift-monitor serve did not come up: {stderr[-2000:]}")
             time.sleep(0.2)
-        monkeypatch.setenv("API_URL", base)
-        monkeypatch.setenv("DETECT_URL", base)
-        monkeypatch.setenv("DRIFT_MONITOR_AUTH", "local")
         yield base
     finally:
         process.terminate()
@@ -321,15 +440,18 @@ def served_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
             process.stderr.close()
 
 
-@pytest.mark.e2e
-def test_workflows_against_drift_monitor_serve(
-    served_app: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    base = served_app
-    model = "org/encoder-v1"
-    # Statistics live in hourly buckets and a rebuild covers whole buckets, so the batches sit
-    # mid-hour and the range ends on an hour: the outcome must not depend on the wall clock.
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+@pytest.fixture
+def served_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    keys = {"DRIFT_MONITOR_API_KEY": "api-key", "DRIFT_MONITOR_ADMIN_KEY": "admin-key"}
+    with serving(tmp_path / "data", _free_port(), keys) as base:
+        monkeypatch.setenv("API_URL", base)
+        monkeypatch.setenv("DETECT_URL", base)
+        monkeypatch.setenv("DRIFT_MONITOR_AUTH", "local")
+        yield base
+
+
+def _ingest_hourly_batches(base: str, model: str, hour: datetime) -> None:
+    """Batches of 50 vectors 4.5, 3.5, 2.5 and 1.5 hours before ``hour``."""
     rng = np.random.default_rng(7)
     for hours_ago in (5, 4, 3, 2):
         batch = {
@@ -339,6 +461,18 @@ def test_workflows_against_drift_monitor_serve(
         }
         status, answer = _post(base, "/embeddings/batch", batch, "api-key")
         assert status == 202, answer
+
+
+@pytest.mark.e2e
+def test_workflows_against_drift_monitor_serve(
+    served_app: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = served_app
+    model = "org/encoder-v1"
+    # Statistics live in hourly buckets and a rebuild covers whole buckets, so the batches sit
+    # mid-hour and the range ends on an hour: the outcome must not depend on the wall clock.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    _ingest_hourly_batches(base, model, hour)
 
     # backfill needs the admin key: with the API key the app refuses and the workflow fails
     monkeypatch.setenv("DRIFT_MONITOR_KEY", "api-key")
@@ -363,3 +497,58 @@ def test_workflows_against_drift_monitor_serve(
     monkeypatch.setenv("DRIFT_MONITOR_KEY", "api-key")
     every = run_workflow("scheduled_detection", {})
     assert [r["model_id"] for r in every["results"]] == [model]
+
+
+@pytest.mark.e2e
+def test_workflows_against_drift_monitor_serve_with_id_tokens_alone(
+    tmp_path: Path, tokens: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCP mode end to end: the app verifies the workflows' tokens; no key reaches a workflow.
+
+    The app has an API key only for ingesting the test batches; the workflows never see it.
+    The workflows account is an admin invoker, a second account an API-role invoker.
+    """
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {
+        "DRIFT_MONITOR_API_KEY": "api-key",
+        "GOOGLE_ID_TOKEN_AUDIENCE": base,
+        "GOOGLE_ID_TOKEN_CERTS_URL": tokens.certs_url,
+        "DRIFT_MONITOR_ADMIN_INVOKERS": WORKFLOWS_ACCOUNT,
+        "DRIFT_MONITOR_INVOKERS": READER_ACCOUNT,
+    }
+    with serving(tmp_path / "data", port, settings):
+        monkeypatch.setenv("API_URL", base)
+        monkeypatch.setenv("DETECT_URL", base)
+        model = "org/encoder-v1"
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        _ingest_hourly_batches(base, model, hour)
+        start = (hour - timedelta(hours=6)).isoformat()
+        end = (hour - timedelta(hours=2)).isoformat()
+
+        # an account in no allowlist is refused (401), one with the API role may detect but
+        # not rebuild (403)
+        monkeypatch.setenv(
+            "GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME", "stranger@my-project.iam.gserviceaccount.com"
+        )
+        with pytest.raises(Exception, match="401"):
+            run_workflow("scheduled_detection", {})
+        monkeypatch.setenv("GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME", READER_ACCOUNT)
+        with pytest.raises(Exception, match="403"):
+            run_workflow("backfill", {"model_id": model})
+        every = run_workflow("scheduled_detection", {})
+        assert [r["model_id"] for r in every["results"]] == [model]
+
+        # the workflows account has the admin role: every workflow goes through
+        monkeypatch.setenv("GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME", WORKFLOWS_ACCOUNT)
+        result = run_workflow("backfill", {"model_id": model, "start": start, "end": end})
+        assert result["rebuild"] == {"model_id": model, "folded": 150}
+        assert [r["model_id"] for r in result["detection"]["results"]] == [model]
+        result = run_workflow(
+            "baseline_refresh",
+            {"model_id": model, "start": start, "end": end, "approved_by": "alice@example.com"},
+        )
+        assert result["baseline"]["baseline"]["pinned"] is True
+        every = run_workflow("scheduled_detection", {})
+        assert [r["model_id"] for r in every["results"]] == [model]
+    assert {m.audience for m in tokens.minted} == {base}
