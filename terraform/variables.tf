@@ -377,7 +377,7 @@ variable "deployer_member" {
 }
 
 variable "detection_trigger" {
-  description = "How Cloud Scheduler starts detection: \"workflow\" (scheduled_detection workflow: ID token for the invoker check, API key for the app) or \"direct\" (POST /drift/check with the scheduler account's OIDC token only, which Cloud Run's invoker check consumes: the app then sees the token without its signature and refuses it while keys or invoker lists are configured). See scheduler.tf."
+  description = "How Cloud Scheduler starts detection: \"workflow\" (scheduled_detection workflow: its ID token in X-Serverless-Authorization for the invoker check and in Authorization for the app) or \"direct\" (POST /drift/check with the scheduler account's OIDC token only, which Cloud Run's invoker check consumes: the app then sees the token without its signature and refuses it while keys or invoker lists are configured). See scheduler.tf."
   type        = string
   default     = "workflow"
   validation {
