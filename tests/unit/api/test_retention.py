@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -111,10 +111,19 @@ def test_embedded_schedule_prunes_after_each_run(make_api: Callable[..., Api]) -
 # ---- drift-monitor prune -------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _restore_log_handlers() -> Iterator[None]:
+    # The command installs a JSON handler on pytest's captured stderr, which is closed after
+    # the test; later tests must not log into it.
+    logger = logging.getLogger("drift_monitor")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 @pytest.fixture
-def cli_api(
-    make_api: Callable[..., Api], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Api]:
+def cli_api(make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Api]:
     """A seeded embedded database and the environment that makes the CLI use it."""
 
     def make(**env: str) -> Api:
@@ -202,3 +211,14 @@ def test_cli_reports_a_configuration_error(
     assert main(["prune"]) == 2
     err = capsys.readouterr().err
     assert "BATCH_RETENTION_DAYS" in err and "HISTORICAL_WINDOW_DAYS" in err
+
+
+def test_cli_logs_one_json_line_with_the_counts(
+    cli_api: Callable[..., Api], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_api(BATCH_RETENTION_DAYS="8")
+    assert main(["prune"]) == 0
+    err = capsys.readouterr().err
+    (line,) = [json.loads(x) for x in err.splitlines() if "batch retention" in x]
+    assert line["severity"] == "INFO" and line["message"] == "batch retention: deleted"
+    assert (line["parts"], line["vectors"], line["retention_days"]) == (2, 7, 8)
