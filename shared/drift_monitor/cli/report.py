@@ -1,10 +1,11 @@
 """``drift-monitor report MODEL_ID --out FILE.png|FILE.html``: a picture of a model's drift.
 
-Three panels from the stored detection history: the headline drift score (KL divergence) and
-every test's statistic over time with the drift threshold and the alerts marked (a red
-triangle where a drift started — when PagerDuty / the webhook were triggered — and a green one
-where it resolved), the tests' p-values on a log scale with alpha, and the most drifted
-dimensions of the latest drift. The HTML variant embeds the same PNG with a results table.
+Three panels from the stored detection history: every test's effect size relative to its
+practical floor over time (with the headline KL divergence on a second axis) and the alerts
+marked (a red triangle where a drift started — when PagerDuty / the webhook were triggered —
+and a green one where it resolved); every test's p-value on a log scale against its own share
+of alpha (the decision level); and the most drifted dimensions of the latest drift. The HTML
+variant embeds the same PNG with a results table.
 
 Reads the results from the database (``DATABASE_URL`` or the embedded SQLite file in
 ``--data-dir``), or from a running monitor's API with ``--url`` (``DRIFT_MONITOR_API_KEY``).
@@ -128,44 +129,57 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
     )
     fig.suptitle(f"Embedding drift — {model_id}")
 
-    kl = [_number(r.get("kl_divergence")) for r in ordered]
-    ax_score.plot(times, [k if k is not None else float("nan") for k in kl], "o-",
-                  color="black", label="KL divergence", lw=2)  # fmt: skip
     test_names = sorted({name for r in ordered for name in (r.get("tests") or {})})
+
+    def series(name: str, key: str) -> list[float]:
+        values = [_number(((r.get("tests") or {}).get(name) or {}).get(key)) for r in ordered]
+        return [v if v is not None else float("nan") for v in values]
+
+    # Tests measure different things on different scales; what they share is the decision
+    # rule, so draw each test's effect size relative to its practical floor (>= 1: large
+    # enough to count) and its p-value against its own share of alpha.
+    colours = {name: f"C{i % 10}" for i, name in enumerate(test_names)}
     for name in test_names:
-        values = [
-            _number(((r.get("tests") or {}).get(name) or {}).get("statistic")) for r in ordered
-        ]
-        ax_score.plot(times, [v if v is not None else float("nan") for v in values], ".--",
-                      alpha=0.7, label=f"{name} statistic")  # fmt: skip
-    ax_score.axhline(
-        threshold, color="red", ls=":", label=f"drift_threshold {threshold:g} (for KL)"
-    )
+        ratio = [
+            e / f if f and f > 0 else float("nan")
+            for e, f in zip(series(name, "effect_size"), series(name, "effect_threshold"),
+                            strict=True)
+        ]  # fmt: skip
+        ax_score.plot(times, ratio, "o-", color=colours[name], label=f"{name} effect / floor")
+    ax_score.axhline(1.0, color="red", ls=":", label="practical floor")
+    kl = [_number(r.get("kl_divergence")) for r in ordered]
+    ax_kl = ax_score.twinx()
+    ax_kl.plot(times, [k if k is not None else float("nan") for k in kl], "s--", color="black",
+               lw=1, ms=4, alpha=0.6, label="KL divergence (right axis)")  # fmt: skip
+    ax_kl.set_ylabel(f"KL divergence (kl test threshold {threshold:g})")
     previous = None
     for when, result in zip(times, ordered, strict=True):
         status = result.get("status")
         if status == "drift" and previous != "drift":
             ax_score.axvline(when, color="red", alpha=0.25)
-            ax_score.plot([when], [threshold], "v", color="red", ms=12)
+            ax_score.plot([when], [1.0], "v", color="red", ms=12)
         elif status == "ok" and previous == "drift":
             ax_score.axvline(when, color="green", alpha=0.25)
-            ax_score.plot([when], [threshold], "^", color="green", ms=12)
+            ax_score.plot([when], [1.0], "^", color="green", ms=12)
         elif status == "insufficient_data":
             ax_score.axvspan(when, when, color="grey", alpha=0.3)
         if status in ("ok", "drift"):
             previous = status
-    ax_score.set_ylabel("score")
+    ax_score.set_ylabel("effect size / practical floor")
     ax_score.set_title("drift scores (▼ alert triggered, ▲ resolved)")
-    ax_score.legend(loc="upper left", fontsize=8)
+    handles, labels = ax_score.get_legend_handles_labels()
+    kl_handles, kl_labels = ax_kl.get_legend_handles_labels()
+    ax_score.legend(handles + kl_handles, labels + kl_labels, loc="upper left", fontsize=8)
 
     for name in test_names:
-        values = [_number(((r.get("tests") or {}).get(name) or {}).get("p_value")) for r in ordered]
-        if any(v is not None for v in values):
-            ax_p.plot(times, [max(v, 1e-300) if v is not None else float("nan") for v in values],
-                      "o-", label=name)  # fmt: skip
-    ax_p.axhline(alpha, color="red", ls=":", label=f"alpha {alpha:g}")
+        values = series(name, "p_value")
+        if any(v == v for v in values):  # not all NaN (threshold tests have no p-value)
+            ax_p.plot(times, [max(v, 1e-300) for v in values], "o-", color=colours[name],
+                      label=f"{name} p-value")  # fmt: skip
+            ax_p.plot(times, series(name, "level"), ":", color=colours[name],
+                      label=f"{name} level (its share of alpha {alpha:g})")  # fmt: skip
     ax_p.set_yscale("log")
-    ax_p.set_ylabel("p-value")
+    ax_p.set_ylabel("p-value (drift when below its level)")
     ax_p.legend(loc="lower left", fontsize=8)
     for ax in (ax_score, ax_p):
         ax.tick_params(axis="x", labelsize=8)

@@ -148,6 +148,12 @@ def status_document(row: Any) -> dict[str, Any]:
     return report
 
 
+# Per test in a history entry: the decision's inputs (p-value against its level, effect size
+# against its practical floor), enough to chart a model's drift over time.
+HISTORY_TEST_FIELDS = ("statistic", "p_value", "drift", "effect_size", "effect_threshold", "level")
+HISTORY_REQUIRED = ("statistic", "p_value", "drift")
+
+
 def history_entry(row: Any) -> dict[str, Any]:
     doc = status_document(row)
     tests = doc.get("tests") or {}
@@ -159,7 +165,7 @@ def history_entry(row: Any) -> dict[str, Any]:
         "kl_divergence": doc.get("kl_divergence"),
         "confidence_interval": doc.get("confidence_interval"),
         "tests": {
-            name: {k: _attr(t, k) for k in ("statistic", "p_value", "drift")}
+            name: {k: t.get(k) for k in HISTORY_TEST_FIELDS if k in t or k in HISTORY_REQUIRED}
             for name, t in tests.items()
             if isinstance(t, Mapping)
         },

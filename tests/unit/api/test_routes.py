@@ -86,7 +86,10 @@ def test_history_newest_first_with_since_and_limit(seeded: Api) -> None:
     assert response.status_code == 200
     results = response.json["results"]
     assert [r["checked_at"] for r in results] == [hours_ago(1), hours_ago(2)]
-    assert results[0]["tests"]["ks"] == {"statistic": 0.31, "p_value": 1e-6, "drift": True}
+    # the decision's inputs only (the stored report's per-dimension details stay out)
+    assert results[0]["tests"]["ks"] == {
+        "statistic": 0.31, "p_value": 1e-6, "drift": True, "effect_size": 0.31,
+    }  # fmt: skip
     since = seeded.client.get(
         "/drift/history/org/encoder", query_string={"since": hours_ago(3)}, headers=API
     )
