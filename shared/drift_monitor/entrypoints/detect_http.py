@@ -2,7 +2,8 @@
 
 ``POST /drift/check`` runs every model, ``POST /drift/check/{model_id}`` one model; both
 answer ``200 {"checked_at", "results": [...]}`` with one status document per model. Cloud
-Scheduler calls the first every few minutes with an OIDC token (IAM invoker) and the API key.
+Scheduler calls the first every few minutes, through the ``scheduled_detection`` workflow,
+which sends its Google ID token (``docs/deploy.md``).
 Models run one after another inside a time budget; ``docs/detection.md`` explains the choice
 over a Pub/Sub fan-out and how to scale out later. After a run over every model, batches older
 than ``BATCH_RETENTION_DAYS`` are pruned within a small time budget (``service/retention.py``);
