@@ -37,6 +37,21 @@ def now_floor() -> datetime:
     return datetime.fromtimestamp(now - now % BUCKET, UTC)
 
 
+def clear_of_expiry(bucket_seconds: int, margin: float = 10.0) -> float:
+    """The time now, after waiting out the last ``margin`` seconds of a bucket.
+
+    Redis expires a bucket's keys on its own clock at a bucket boundary (``EXPIREAT``). A test
+    that counts keys or reads TTLs must not straddle one, or the oldest bucket vanishes (or its
+    TTL rounds to 0) between two looks.
+    """
+    now = time.time()
+    left = bucket_seconds - now % bucket_seconds
+    if left < margin:
+        time.sleep(left + 0.05)
+        now = time.time()
+    return now
+
+
 def make_part(
     batch: str, ts: datetime, rows: int = 30, part: int = 0, model: str = "m", parts: int = 1
 ) -> BatchPart:
@@ -98,12 +113,13 @@ def test_fold_and_read_equal_the_sketch_of_all_data(
 
 def test_redelivery_folds_nothing_twice(redis_client: redis.Redis, key_prefix: str) -> None:
     store = make_store(redis_client, key_prefix)
-    p = make_part("once", now_floor())
+    hour = now_floor()  # once: an hour boundary mid-test must not move the redelivery
+    p = make_part("once", hour)
     assert store.fold(p) is True
-    blob = redis_client.get(f"{key_prefix}:{{m}}:b:{int(now_floor().timestamp())}")
+    blob = redis_client.get(f"{key_prefix}:{{m}}:b:{int(hour.timestamp())}")
     for _ in range(3):
-        assert store.fold(make_part("once", now_floor())) is False
-    assert redis_client.get(f"{key_prefix}:{{m}}:b:{int(now_floor().timestamp())}") == blob
+        assert store.fold(make_part("once", hour)) is False
+    assert redis_client.get(f"{key_prefix}:{{m}}:b:{int(hour.timestamp())}") == blob
     stats = store.read("m")
     assert stats is not None and stats.count == p.count
 
@@ -160,7 +176,8 @@ def _model_bytes(client: redis.Redis, prefix: str) -> tuple[int, int]:
 
 def test_memory_per_model_is_bounded(redis_client: redis.Redis, key_prefix: str) -> None:
     store = make_store(redis_client, key_prefix, bucket_seconds=60, retention_seconds=300)
-    start = time.time()
+    # the oldest live bucket expires at the next minute: start well clear of it
+    start = clear_of_expiry(60)
     now = datetime.fromtimestamp(start - start % 60, UTC)
     # an hour of traffic arriving now: only the last retention window is kept
     for m in range(60):
