@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,23 +83,6 @@ def drifted(nouns: np.ndarray[Any, Any], verbs: np.ndarray[Any, Any]) -> np.ndar
 
 
 # --- 1. real services ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def topics(pubsub_emulator_host: str) -> dict[str, str]:
-    name = f"g2-embeddings-{uuid.uuid4().hex[:10]}"
-    paths = pubsub.ensure_pipeline(
-        PROJECT,
-        name,
-        dead_letter_topic=f"{name}-dead-letter",
-        subscriptions=(f"{name}-persist", f"{name}-stats"),
-    )
-    return {
-        "topic": name,
-        "dead_letter": f"{name}-dead-letter",
-        "persist": paths[f"{name}-persist"],
-        "stats": paths[f"{name}-stats"],
-    }
 
 
 class Clock:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,25 +47,7 @@ MAIN = str(REPO / "functions" / "main.py")
 PROJECT = "test-project"
 
 
-# --- fixtures: a database, a key prefix and topics of our own ---------------------------------
-
-
-@pytest.fixture
-def topics(pubsub_emulator_host: str) -> dict[str, str]:
-    name = f"embeddings-{uuid.uuid4().hex[:10]}"
-    paths = pubsub.ensure_pipeline(
-        PROJECT,
-        name,
-        dead_letter_topic=f"{name}-dead-letter",
-        subscriptions=(f"{name}-persist", f"{name}-stats"),
-    )
-    return {
-        "topic": name,
-        "dead_letter": f"{name}-dead-letter",
-        "persist": paths[f"{name}-persist"],
-        "stats": paths[f"{name}-stats"],
-        "dead_letter_sub": paths[f"{name}-dead-letter"],
-    }
+# --- fixtures (the database, key prefix and topics come from the conftest files) -------------
 
 
 @pytest.fixture
