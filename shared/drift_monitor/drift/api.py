@@ -317,17 +317,14 @@ def _run(
                     seed=seed,
                     max_samples=mmd_max_samples,
                 )
-            significant = mmd.pvalue <= level
-            results[name] = TestResult(
-                name=name,
-                statistic=mmd.statistic,
-                p_value=mmd.pvalue,
-                drift=bool(significant and mmd.statistic >= floors[name]),
-                effect_size=mmd.statistic,
-                effect_threshold=floors[name],
-                level=level,
-                details={
-                    "significant": bool(significant),
+            results[name] = _sample_result(
+                name,
+                mmd.statistic,
+                mmd.pvalue,
+                mmd.statistic,
+                level,
+                floors[name],
+                {
                     "method": mmd.method,
                     "bandwidth": mmd.bandwidth,
                     "n_permutations": mmd.n_permutations,
@@ -339,17 +336,14 @@ def _run(
         elif name == "cosine":
             assert level is not None
             cos = cosine_test(ref_sample, cur_sample)
-            significant = cos.pvalue <= level
-            results[name] = TestResult(
-                name=name,
-                statistic=cos.statistic,
-                p_value=cos.pvalue,
-                drift=bool(significant and cos.effect_size >= floors[name]),
-                effect_size=cos.effect_size,
-                effect_threshold=floors[name],
-                level=level,
-                details={
-                    "significant": bool(significant),
+            results[name] = _sample_result(
+                name,
+                cos.statistic,
+                cos.pvalue,
+                cos.effect_size,
+                level,
+                floors[name],
+                {
                     "centroid_cosine": cos.centroid_cosine,
                     "mean_cosine_reference": cos.reference_mean,
                     "mean_cosine_current": cos.current_mean,
@@ -399,6 +393,30 @@ def _run(
         top_dimensions=top,
         seed=seed,
         summary=_summary(drift, results, quality),
+    )
+
+
+def _sample_result(
+    name: str,
+    statistic: float,
+    pvalue: float,
+    effect: float,
+    level: float,
+    floor: float,
+    details: dict[str, Any],
+) -> TestResult:
+    """A whole-sample test's result: drift when significant at its level and ``effect`` is at
+    least the practical floor."""
+    significant = pvalue <= level
+    return TestResult(
+        name=name,
+        statistic=statistic,
+        p_value=pvalue,
+        drift=bool(significant and effect >= floor),
+        effect_size=effect,
+        effect_threshold=floor,
+        level=level,
+        details={"significant": bool(significant), **details},
     )
 
 
