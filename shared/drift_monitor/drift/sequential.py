@@ -1,0 +1,526 @@
+"""Sequential drift monitoring: novelty evidence accumulated across runs, paged on a budget in time.
+
+A scheduled run that re-tests its window at level ``alpha`` pages about ``alpha`` × runs times
+on stationary traffic (hourly at 0.05: once a day), and misses a small change that no single
+window shows. This module turns the runs into one **monitor** whose false pages are bounded in
+*time* and whose evidence *accumulates*:
+
+1. **Novelty scores.** A baseline sample is split at random into a fitting part ``R`` and a
+   calibration part ``C``. Every vector is scored by its distance to its ``k``-th nearest
+   neighbour in ``R`` (:func:`drift_monitor.drift.knn.knn_distances`); the scores of ``C`` say
+   what "usual" looks like.
+2. **Bets (e-values), one per vector.** A bet wins when a vector scores above the ``j``-th
+   largest calibration score (the baseline's top share ``q ≈ j / (|C| + 1)`` of novelty:
+   "more new kinds of vectors than usual") or below the ``j``-th smallest (the low side: "more
+   vectors packed inside the reference than usual", e.g. one topic's share growing, or repeated
+   vectors). Given ``R`` and ``C``, the chance ``π`` that a baseline-like vector wins is fixed,
+   and exactly ``Beta(j, |C| + 1 - j)``-distributed over the draw of ``C`` (order statistics of
+   exchangeable scores). The bet pays ``e = 1 - λ + λ 1{win} / π⁺`` with ``π⁺`` the
+   ``1 - δ`` quantile of that Beta law, so ``E[e | R, C] <= 1`` unless ``C`` was a
+   ``δ``-unlucky draw (``δ`` = :data:`CALIBRATION_RISK` shared over the bets). ``λ = (r - π⁺) /
+   (1 - π⁺)`` is Kelly's stake for an alternative win rate ``r``; the bets cover ``r`` from
+   1.5 ``q`` (a few per cent of the traffic is new) to 0.95 (all of it).
+3. **e-CUSUM per bet, mixed.** Per run the bet's e-values multiply, and the bet's statistic is
+   ``M = e_run × max(M_previous, 1)`` (in logs: a CUSUM floored at 0, so quiet periods build no
+   credit). The monitor's evidence is the average of the bets' ``M``. Given ``R`` and ``C``
+   the runs' e-values are independent on stationary traffic, so this is an *e-detector*
+   (Shin, Ramdas & Rinaldo, "E-detectors: a nonparametric framework for sequential change
+   detection", 2023): its average run length to a value ``c`` is at least ``c`` runs, for any
+   mixture of bets. Conditioning on the baseline sample is what makes reusing it in every run
+   harmless: the bets are calibrated *for that sample*, not on average over samples.
+
+The budget. With ``D = false_alarm_interval_days`` and runs every ``Δ`` minutes there are
+``N = D × 1440 / Δ`` runs in the budget. Half of it goes to the evidence (threshold ``c =
+2 N``: expected run length to a false page at least ``2 D`` days) and half to an **instant**
+check of each window by the two-sample battery at level ``1 / (2 N)``, which pages an obvious
+change at the first run that sees it (expected false instant pages at most ``1/2`` per ``D``
+days, by linearity of expectation, whatever the dependence between windows). Together: at most
+one false page per ``D`` days in expectation.
+
+Honest assumptions. The guarantee needs the stream to be exchangeable with the baseline sample
+while nothing changes: real traffic with daily cycles or bursts of repeated queries is not (it
+may then be paged rightly as "different from its baseline"); with probability at most ``δ``
+per baseline the calibration draw is unlucky and the bound holds only approximately; a rolling
+baseline refreshes (a new ``R`` and ``C``) while the evidence carries over, which is fine for
+an e-detector as long as each period's bets are calibrated for it. The measurements in
+``docs/statistics.md`` check the false-page rate on real streams rather than trust the argument.
+
+Recovery. After a page the monitor watches the bet that paged: a reverse CUSUM of the
+likelihood ratio "baseline rate ``q``" against "half-way to the rate seen during the shift",
+resolving when it reaches :data:`RECOVERY_EVIDENCE` (the recent traffic is 100 times better
+explained by the baseline). While the shift persists that ratio has negative drift, so the
+status stays ``drift`` without flapping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from drift_monitor.drift.knn import DEFAULT_K, knn_distances
+
+FloatArray = npt.NDArray[np.float64]
+
+# Evidence is reported in log10 units: 4 means the traffic since the change point is 10^4
+# times better explained by a shift than by the baseline, under the best mixture of bets.
+RECOVERY_EVIDENCE = 100.0
+# The evidence level (as a share of the log-threshold) above which a rolling baseline does not
+# refresh: a shift that is building up evidence must not become its own reference.
+FREEZE_SHARE = 0.25
+# Chance that the calibration sample makes any bet's null win rate exceed its bound.
+CALIBRATION_RISK = 0.05
+# Calibration vectors scored per baseline (beside the fitting part): more of them make the
+# bounds on the null win rates tighter, hence the bets bolder.
+CALIBRATION_VECTORS = 8000
+# Schedule interval estimate: clamped to [1 minute, 1 day], smoothed over runs.
+MIN_INTERVAL_MINUTES = 1.0
+MAX_INTERVAL_MINUTES = 1440.0
+_INTERVAL_SMOOTHING = 0.2
+
+
+@dataclass(frozen=True)
+class Bet:
+    """One fixed bet on the novelty scores.
+
+    Attributes
+    ----------
+    side
+        ``"high"``: wins above the baseline's top ``q`` share of scores (a vector more novel
+        than usual); ``"low"``: wins below the bottom ``q`` share (more typical than usual).
+    q
+        Nominal share of baseline vectors on the winning side.
+    rate
+        The alternative win rate the stake is sized for (Kelly).
+    """
+
+    side: str
+    q: float
+    rate: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.side}:q={self.q:g}:r={self.rate:g}"
+
+
+BETS: tuple[Bet, ...] = (
+    Bet("high", 0.2, 0.3),
+    Bet("high", 0.2, 0.6),
+    Bet("high", 0.2, 0.95),
+    Bet("high", 0.05, 0.08),
+    Bet("high", 0.05, 0.15),
+    Bet("high", 0.05, 0.5),
+    Bet("high", 0.01, 0.03),
+    Bet("high", 0.01, 0.1),
+    Bet("high", 0.01, 0.5),
+    Bet("low", 0.2, 0.3),
+    Bet("low", 0.2, 0.6),
+    Bet("low", 0.05, 0.15),
+    Bet("low", 0.05, 0.5),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The false-page budget of one run.
+
+    Attributes
+    ----------
+    runs
+        ``N = false_alarm_interval_days × 1440 / interval_minutes``: runs per budget interval.
+    threshold
+        ``c = 2 N``: the evidence (as a plain ratio) at which the monitor pages.
+    instant_alpha
+        ``1 / (2 N)``: the family-wise level of the instant check of one window.
+    """
+
+    false_alarm_interval_days: float
+    interval_minutes: float
+
+    @property
+    def runs(self) -> float:
+        return self.false_alarm_interval_days * 1440.0 / self.interval_minutes
+
+    @property
+    def threshold(self) -> float:
+        return max(2.0 * self.runs, 20.0)
+
+    @property
+    def log_threshold(self) -> float:
+        return math.log(self.threshold)
+
+    @property
+    def instant_alpha(self) -> float:
+        return min(0.5 / self.runs, 0.05)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """A bet made concrete by a calibration sample.
+
+    Attributes
+    ----------
+    cut
+        Score threshold: the ``j``-th largest (high side) or smallest (low side) score of ``C``.
+    rate0
+        ``j / (|C| + 1)``: the expected null win rate.
+    bound
+        ``π⁺``: the null win rate's upper ``1 - δ`` quantile, ``Beta(j, |C| + 1 - j)``.
+    stake
+        ``λ`` (0 when the bet cannot win money: its alternative rate is below ``π⁺``).
+    """
+
+    bet: Bet
+    cut: float
+    rate0: float
+    bound: float
+    stake: float
+
+    def wins(self, scores: FloatArray) -> npt.NDArray[np.bool_]:
+        if self.bet.side == "high":
+            return scores > self.cut
+        return scores < self.cut
+
+    def log_e(self, wins: int, losses: int) -> float:
+        if self.stake <= 0.0:
+            return 0.0
+        lam = self.stake
+        return wins * math.log1p(lam * (1.0 / self.bound - 1.0)) + losses * math.log1p(-lam)
+
+
+def calibrate(calibration_scores: FloatArray, bets: tuple[Bet, ...] = BETS) -> list[Calibrated]:
+    """Cut points, null-rate bounds and stakes of ``bets`` for a sorted calibration sample."""
+    c = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+    n = c.shape[0]
+    delta = CALIBRATION_RISK / len(bets)
+    out = []
+    for bet in bets:
+        j = math.floor(bet.q * (n + 1))
+        if j < 1:
+            out.append(Calibrated(bet, math.inf if bet.side == "high" else -math.inf, 0, 1, 0))
+            continue
+        cut = float(c[n - j]) if bet.side == "high" else float(c[j - 1])
+        bound = float(stats.beta.ppf(1.0 - delta, j, n + 1 - j))
+        stake = max((bet.rate - bound) / (1.0 - bound), 0.0) if bound < 1 else 0.0
+        out.append(Calibrated(bet, cut, j / (n + 1), bound, stake))
+    return out
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The fitted baseline: the fitting part ``R`` and the calibration part ``C``."""
+
+    fit: npt.NDArray[np.float32]
+    calibration: npt.NDArray[np.float32]
+    k: int = DEFAULT_K
+
+    def score(self, vectors: npt.ArrayLike) -> FloatArray:
+        """Novelty scores of ``vectors``: distance to their ``k``-th neighbour in ``R``."""
+        return knn_distances(self.fit, vectors, k=self.k)
+
+    def calibration_scores(self) -> FloatArray:
+        """Sorted scores of ``C``."""
+        return np.sort(self.score(self.calibration))
+
+
+def fit_reference(
+    sample: npt.ArrayLike, seed: int, *, fit_size: int, k: int = DEFAULT_K
+) -> Reference:
+    """Split a baseline sample at random into ``R`` (fit) and ``C`` (calibration).
+
+    Parameters
+    ----------
+    sample
+        Baseline vectors, shape ``(n, d)`` with ``n >= 4``.
+    seed
+        Seeds the split, so the same baseline sample gives the same reference.
+    fit_size
+        Rows for ``R``: at most this many and at most half the sample; ``C`` gets the rest.
+    k
+        Neighbour rank of the novelty score.
+    """
+    data = np.asarray(sample, dtype=np.float32)
+    if data.ndim != 2 or data.shape[0] < 4:
+        raise ValueError("a baseline sample needs at least 4 vectors")
+    order = np.random.default_rng(seed).permutation(data.shape[0])
+    size = max(2, min(fit_size, data.shape[0] // 2))
+    fit = np.ascontiguousarray(data[order[:size]])
+    return Reference(fit=fit, calibration=np.ascontiguousarray(data[order[size:]]), k=k)
+
+
+def _logmeanexp(values: FloatArray) -> float:
+    top = float(np.max(values))
+    return top + math.log(float(np.mean(np.exp(values - top))))
+
+
+@dataclass
+class MonitorState:
+    """What the monitor carries from one run to the next (persisted per model).
+
+    Attributes
+    ----------
+    log_evidence
+        Per bet, the log of its e-CUSUM statistic after the last run (may be negative; it is
+        floored at 0 when the next run starts).
+    wins, scored
+        Per bet, wins and vectors since its statistic was last at the floor (the rate seen
+        during an excursion, used to set up recovery).
+    alarm
+        A page is open (status ``drift``).
+    cause
+        ``"evidence"`` (accumulated) or ``"window"`` (instant check) while ``alarm``.
+    recovery_bet, recovery_rate, recovery_log
+        After an evidence page: the bet watched for recovery, the alternative rate it is
+        tested against and the log of the reverse CUSUM.
+    calibration
+        Sorted calibration scores of the current baseline.
+    """
+
+    log_evidence: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
+    wins: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
+    scored: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
+    alarm: bool = False
+    cause: str | None = None
+    recovery_bet: int | None = None
+    recovery_rate: float | None = None
+    recovery_log: float = 0.0
+    calibration: FloatArray = field(default_factory=lambda: np.zeros(0))
+    total_scored: int = 0
+
+    @property
+    def log_mixture(self) -> float:
+        """Log of the monitor's evidence (the mean over bets of their statistics)."""
+        return _logmeanexp(np.maximum(self.log_evidence, 0.0))
+
+    def frozen(self, budget: Budget) -> bool:
+        """True while a page is open or the evidence is above the freeze level."""
+        return self.alarm or self.log_mixture >= FREEZE_SHARE * budget.log_threshold
+
+    def with_calibration(self, scores: FloatArray) -> MonitorState:
+        """A new baseline's calibration scores; the evidence is kept."""
+        return replace(self, calibration=np.sort(np.asarray(scores, dtype=np.float64)))
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON-able part (the calibration scores are stored as float32 bytes)."""
+        return {
+            "log_evidence": [float(v) for v in self.log_evidence],
+            "wins": [int(v) for v in self.wins],
+            "scored": [int(v) for v in self.scored],
+            "alarm": self.alarm,
+            "cause": self.cause,
+            "recovery_bet": self.recovery_bet,
+            "recovery_rate": self.recovery_rate,
+            "recovery_log": self.recovery_log,
+            "total_scored": self.total_scored,
+            "bets": [bet.name for bet in BETS],
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], calibration: bytes) -> MonitorState:
+        scores = np.frombuffer(calibration, dtype=np.float32).astype(np.float64)
+        if doc.get("bets") != [bet.name for bet in BETS]:
+            # The bets changed between versions: start the evidence afresh.
+            return cls(calibration=scores)
+        return cls(
+            log_evidence=np.asarray(doc["log_evidence"], dtype=np.float64),
+            wins=np.asarray(doc["wins"], dtype=np.float64),
+            scored=np.asarray(doc["scored"], dtype=np.float64),
+            alarm=bool(doc.get("alarm", False)),
+            cause=doc.get("cause"),
+            recovery_bet=doc.get("recovery_bet"),
+            recovery_rate=doc.get("recovery_rate"),
+            recovery_log=float(doc.get("recovery_log", 0.0)),
+            calibration=scores,
+            total_scored=int(doc.get("total_scored", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one run did to the monitor.
+
+    Attributes
+    ----------
+    state
+        The state to persist.
+    status
+        ``"drift"`` while a page is open, else ``"ok"``.
+    triggered, resolved
+        This run opened (closed) a page.
+    evidence, threshold
+        log10 of the evidence and of the threshold (0 = no evidence).
+    scored
+        Vectors scored in this run.
+    novel, novel_share, novel_rows
+        Vectors of this run above the baseline's top 1 % of novelty, their share (about
+        0.01 expected) and the indices of up to :data:`NOVEL_EXAMPLES` of them, most novel
+        first.
+    best_bet
+        The bet with the most evidence.
+    """
+
+    state: MonitorState
+    status: str
+    triggered: bool
+    resolved: bool
+    evidence: float
+    threshold: float
+    scored: int
+    novel: int
+    novel_share: float | None
+    novel_rows: list[int]
+    best_bet: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "triggered": self.triggered,
+            "resolved": self.resolved,
+            "evidence": round(self.evidence, 6),
+            "threshold": round(self.threshold, 6),
+            "scored": self.scored,
+            "novel": self.novel,
+            "novel_share": self.novel_share,
+            "best_bet": self.best_bet,
+            "cause": self.state.cause,
+            "recovery": None
+            if self.state.recovery_bet is None
+            else {
+                "bet": BETS[self.state.recovery_bet].name,
+                "rate": self.state.recovery_rate,
+                "evidence": round(max(self.state.recovery_log, 0.0) / math.log(10), 6),
+                "threshold": round(math.log10(RECOVERY_EVIDENCE), 6),
+            },
+        }
+
+
+NOVEL_EXAMPLES = 5
+
+
+def step(
+    state: MonitorState,
+    scores: npt.ArrayLike,
+    *,
+    budget: Budget,
+    window_fires: bool,
+) -> Step:
+    """Advance the monitor by one run.
+
+    Parameters
+    ----------
+    state
+        The state after the previous run (its calibration fitted to the current baseline).
+    scores
+        Novelty scores of the vectors that arrived since the previous run (may be empty).
+    budget
+        This run's threshold and instant level.
+    window_fires
+        The instant check (the window's two-sample battery at ``budget.instant_alpha``)
+        found drift in this run's window.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    bets = calibrate(state.calibration)
+    run_log = np.zeros(len(bets))
+    run_wins = np.zeros(len(bets))
+    for j, bet in enumerate(bets):
+        wins = int(np.count_nonzero(bet.wins(s)))
+        run_wins[j] = wins
+        run_log[j] = bet.log_e(wins, s.shape[0] - wins)
+    at_floor = state.log_evidence <= 0.0
+    new = replace(
+        state,
+        log_evidence=np.maximum(state.log_evidence, 0.0) + run_log,
+        wins=np.where(at_floor, 0.0, state.wins) + run_wins,
+        scored=np.where(at_floor, 0.0, state.scored) + s.shape[0],
+        total_scored=state.total_scored + int(s.shape[0]),
+    )
+    log_mix = new.log_mixture
+    evidence_fires = log_mix >= budget.log_threshold
+    triggered = resolved = False
+    if not new.alarm and (evidence_fires or window_fires):
+        triggered = True
+        new = _open(new, bets, "evidence" if evidence_fires else "window")
+    elif new.alarm:
+        new = _watch_recovery(new, bets, s)
+        if _recovered(new, window_fires, log_mix, budget):
+            resolved = True
+            new = replace(
+                new,
+                alarm=False,
+                cause=None,
+                recovery_bet=None,
+                recovery_rate=None,
+                recovery_log=0.0,
+                log_evidence=np.zeros(len(BETS)),
+                wins=np.zeros(len(BETS)),
+                scored=np.zeros(len(BETS)),
+            )
+
+    top = next((b for b in bets if b.bet.side == "high" and b.bet.q == 0.01), None)
+    novel_mask = top.wins(s) if top is not None and top.stake > 0 else np.zeros(s.shape, bool)
+    novel_idx = np.flatnonzero(novel_mask)
+    novel_idx = novel_idx[np.argsort(-s[novel_idx], kind="stable")][:NOVEL_EXAMPLES]
+    return Step(
+        state=new,
+        status="drift" if new.alarm else "ok",
+        triggered=triggered,
+        resolved=resolved,
+        evidence=max(new.log_mixture, 0.0) / math.log(10),
+        threshold=budget.log_threshold / math.log(10),
+        scored=int(s.shape[0]),
+        novel=int(np.count_nonzero(novel_mask)),
+        novel_share=None if s.shape[0] == 0 else float(np.mean(novel_mask)),
+        novel_rows=[int(i) for i in novel_idx],
+        best_bet=BETS[int(np.argmax(new.log_evidence))].name,
+    )
+
+
+def _open(state: MonitorState, bets: list[Calibrated], cause: str) -> MonitorState:
+    best = int(np.argmax(state.log_evidence))
+    base = bets[best].rate0
+    seen = state.wins[best] / state.scored[best] if state.scored[best] > 0 else base
+    if cause != "evidence" or seen <= base or bets[best].stake <= 0:
+        return replace(state, alarm=True, cause=cause, recovery_bet=None, recovery_rate=None)
+    # Test recovery against half-way between the baseline rate and the rate seen: robust to
+    # the excursion's rate being an overestimate (it was selected for being large).
+    rate = min(base + 0.5 * (seen - base), 0.99)
+    return replace(
+        state, alarm=True, cause=cause, recovery_bet=best, recovery_rate=rate, recovery_log=0.0
+    )
+
+
+def _watch_recovery(state: MonitorState, bets: list[Calibrated], s: FloatArray) -> MonitorState:
+    if state.recovery_bet is None or state.recovery_rate is None or s.shape[0] == 0:
+        return state
+    bet = bets[state.recovery_bet]
+    base = min(max(bet.rate0, 1e-9), state.recovery_rate)
+    wins = int(np.count_nonzero(bet.wins(s)))
+    losses = s.shape[0] - wins
+    r = state.recovery_rate
+    llr = wins * math.log(base / r) + losses * math.log((1.0 - base) / (1.0 - r))
+    return replace(state, recovery_log=max(state.recovery_log, 0.0) + llr)
+
+
+def _recovered(state: MonitorState, window_fires: bool, log_mix: float, budget: Budget) -> bool:
+    if window_fires:
+        return False
+    if state.cause == "evidence" and state.recovery_bet is not None:
+        return state.recovery_log >= math.log(RECOVERY_EVIDENCE)
+    # A page from the instant check (or one with no clear bet): resolve once the window no
+    # longer fires and the accumulated evidence is back below the freeze level.
+    return log_mix < FREEZE_SHARE * budget.log_threshold
+
+
+def next_interval(previous: float | None, observed_minutes: float | None, default: float) -> float:
+    """Smoothed estimate of the schedule interval in minutes (clamped to [1, 1440])."""
+    if observed_minutes is None or observed_minutes <= 0:
+        value = previous if previous is not None else default
+    elif previous is None:
+        value = observed_minutes
+    else:
+        value = (1 - _INTERVAL_SMOOTHING) * previous + _INTERVAL_SMOOTHING * observed_minutes
+    return min(max(value, MIN_INTERVAL_MINUTES), MAX_INTERVAL_MINUTES)
