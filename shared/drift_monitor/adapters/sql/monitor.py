@@ -15,12 +15,18 @@ from sqlalchemy import Engine, Row, or_, select, update
 
 from drift_monitor.adapters.sql import _dialect
 from drift_monitor.adapters.sql.engine import translate_errors
-from drift_monitor.adapters.sql.records import AlertState, Baseline, DriftResult
+from drift_monitor.adapters.sql.records import (
+    AlertState,
+    Baseline,
+    DriftResult,
+    StoredDetectionState,
+)
 from drift_monitor.adapters.sql.tables import (
     ALERT_STATES,
     RESULT_STATUSES,
     alert_state,
     baselines,
+    detection_state,
     drift_results,
     model_configs,
 )
@@ -266,6 +272,75 @@ class SqlMonitorRepository:
                         )
                     )
                 result = conn.execute(stmt)
+            return result.rowcount == 1
+
+    # ---- sequential detection state -------------------------------------------------------
+
+    def get_detection_state(self, model_id: str) -> StoredDetectionState | None:
+        """The model's stored monitor state (evidence, calibration scores), or None."""
+        stmt = select(detection_state).where(detection_state.c.model_id == model_id)
+        with translate_errors("reading detection state"), self._engine.connect() as conn:
+            row = conn.execute(stmt).one_or_none()
+        if row is None:
+            return None
+        return StoredDetectionState(
+            model_id=row.model_id,
+            version=int(row.version),
+            state=dict(row.state or {}),
+            reference=bytes(row.reference),
+            calibration=bytes(row.calibration),
+            updated_at=row.updated_at,
+        )
+
+    def save_detection_state(
+        self,
+        model_id: str,
+        expected_version: int | None,
+        state: Mapping[str, Any],
+        reference: bytes | None,
+        calibration: bytes,
+        now: datetime,
+    ) -> bool:
+        """Compare-and-set the monitor state; True if this call stored it.
+
+        ``reference`` (the fitted baseline's vectors, a few MB) is written only when given:
+        ``None`` keeps the stored one, so an ordinary run writes a few kB.
+
+        Stored only if the row's ``version`` still equals ``expected_version`` (``None``: no
+        row yet); the new version is ``expected_version + 1``. Of two concurrent runs that
+        read the same state, exactly one saves; the other must not report its evidence as
+        stored (the detection service re-reads and runs again).
+        """
+        document = _dialect.jsonable(dict(state))
+        with translate_errors("saving detection state"), self._engine.begin() as conn:
+            if expected_version is None:
+                result = conn.execute(
+                    _dialect.insert(conn, detection_state)
+                    .values(
+                        model_id=model_id,
+                        version=1,
+                        state=document,
+                        reference=reference or b"",
+                        calibration=calibration,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["model_id"])
+                )
+            else:
+                result = conn.execute(
+                    update(detection_state)
+                    .where(
+                        detection_state.c.model_id == model_id,
+                        detection_state.c.version == expected_version,
+                    )
+                    .values(
+                        version=expected_version + 1,
+                        state=document,
+                        calibration=calibration,
+                        updated_at=now,
+                        **({} if reference is None else {"reference": reference}),
+                    )
+                )
             return result.rowcount == 1
 
 

@@ -56,3 +56,15 @@ class AlertState:
     state: str  # 'triggered' | 'resolved'
     last_sent_at: datetime | None
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredDetectionState:
+    """One model's sequential-detection state as stored (``detection_state`` row)."""
+
+    model_id: str
+    version: int
+    state: dict[str, Any]
+    reference: bytes
+    calibration: bytes
+    updated_at: datetime

@@ -191,3 +191,22 @@ alert_state = Table(
     PrimaryKeyConstraint("model_id", "channel"),
     CheckConstraint("state IN ('triggered', 'resolved')", name="state_known"),
 )
+
+# ---- sequential detection (migration 0003) -----------------------------------------------
+
+detection_state = Table(
+    "detection_state",
+    metadata,
+    _model_id(),
+    # Optimistic concurrency: a run saves only if the version it read is still stored.
+    Column("version", BigInteger, nullable=False),
+    # The monitor's evidence, alarm and schedule (drift.sequential.MonitorState.to_document
+    # plus the detection service's fields: watermark, baseline fitted, interval estimate).
+    Column("state", JSON, nullable=False),
+    # The fitted baseline: its fitting vectors (float32, row-major, ``fit_rows`` x dimension)
+    # and the sorted novelty scores of its calibration vectors (float32).
+    Column("reference", LargeBinary, nullable=False),
+    Column("calibration", LargeBinary, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("model_id"),
+)
