@@ -70,6 +70,8 @@ locals {
   env_detection = {
     DRIFT_THRESHOLD        = tostring(var.drift_threshold)
     HISTORICAL_WINDOW_DAYS = tostring(var.historical_window_days)
+    # expected days between false pages per model (sequential detection's budget)
+    FALSE_ALARM_INTERVAL_DAYS = tostring(var.false_alarm_interval_days)
     # detect prunes after each scheduled run; api gets it too because Settings checks it
     # against HISTORICAL_WINDOW_DAYS, which api reads.
     BATCH_RETENTION_DAYS   = tostring(var.batch_retention_days)

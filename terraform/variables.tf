@@ -226,6 +226,16 @@ variable "historical_window_days" {
   default     = 7
 }
 
+variable "false_alarm_interval_days" {
+  description = "FALSE_ALARM_INTERVAL_DAYS: expected days between false pages per model on stationary traffic (per-model config overrides it)."
+  type        = number
+  default     = 365
+  validation {
+    condition     = var.false_alarm_interval_days >= 1 && var.false_alarm_interval_days <= 36500
+    error_message = "false_alarm_interval_days must be between 1 and 36500."
+  }
+}
+
 variable "batch_retention_days" {
   description = "BATCH_RETENTION_DAYS: stored batches older than this many days are deleted after each scheduled detection run (0 keeps them forever). Must be at least historical_window_days + 1; baseline windows are always kept."
   type        = number

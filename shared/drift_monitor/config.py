@@ -111,6 +111,8 @@ class Settings:
     stats_bucket_seconds: int = 3600
     drift_threshold: float = 0.15
     historical_window_days: int = 7
+    # sequential detection: expected days between false pages per model (stationary traffic)
+    false_alarm_interval_days: float = 365.0
     # retention: stored batches older than this many days are deleted (0 keeps them forever)
     batch_retention_days: int = 30
     # alerting and metrics
@@ -196,6 +198,9 @@ class Settings:
             stats_bucket_seconds=_req_int(env, "STATS_BUCKET_SECONDS", 3600, 60, 86_400),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.15, 0.0, 100.0),
             historical_window_days=historical_window_days,
+            false_alarm_interval_days=_float(
+                env, "FALSE_ALARM_INTERVAL_DAYS", 365.0, 1.0, 36_500.0
+            ),
             batch_retention_days=batch_retention_days,
             alert_cooldown_minutes=_req_int(env, "ALERT_COOLDOWN_MINUTES", 30, 0, 10_080),
             prometheus_gateway=_get(env, "PROMETHEUS_GATEWAY"),
@@ -218,7 +223,8 @@ ENVIRONMENT_VARIABLES = (
     "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
     "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
-    "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
+    "FALSE_ALARM_INTERVAL_DAYS", "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES",
+    "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
     "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",
     "GOOGLE_ID_TOKEN_CERTS_URL", "DRIFT_MONITOR_ENV",

@@ -41,6 +41,9 @@ DEFAULT_BASELINE_REFRESH_HOURS = 24.0
 DEFAULT_MIN_SAMPLES = 100
 DEFAULT_MAX_SAMPLES = 2000
 DEFAULT_ALPHA = 0.05
+DEFAULT_FALSE_ALARM_INTERVAL_DAYS = 365.0
+MIN_FALSE_ALARM_INTERVAL_DAYS = 1.0
+MAX_FALSE_ALARM_INTERVAL_DAYS = 36_500.0
 MAX_WINDOW_MINUTES = 7 * 24 * 60.0
 MAX_SAMPLES_LIMIT = 100_000
 
@@ -57,6 +60,7 @@ FIELDS = (
     "min_samples",
     "max_samples",
     "alpha",
+    "false_alarm_interval_days",
 )
 
 
@@ -151,7 +155,14 @@ class ModelConfig:
         At most this many embeddings are read per window (uniform sample), bounding the work
         of one detection run whatever the traffic volume.
     alpha:
-        Family-wise false-alarm rate across tests and dimensions.
+        Family-wise false-alarm rate across tests and dimensions of one window (``compare``,
+        one-off checks and the per-window verdict shown in the status). Paging is decided by
+        ``false_alarm_interval_days`` instead.
+    false_alarm_interval_days:
+        The false-page budget in time: the expected number of days between false pages on
+        stationary traffic (``FALSE_ALARM_INTERVAL_DAYS``, 365 by default). The sequential
+        monitor (``drift/sequential.py``) sets its evidence threshold and the instant
+        window check's level from it and the schedule interval.
     """
 
     drift_threshold: float
@@ -162,6 +173,7 @@ class ModelConfig:
     min_samples: int = DEFAULT_MIN_SAMPLES
     max_samples: int = DEFAULT_MAX_SAMPLES
     alpha: float = DEFAULT_ALPHA
+    false_alarm_interval_days: float = DEFAULT_FALSE_ALARM_INTERVAL_DAYS
     # The fields an operator set explicitly, normalised (what the repository stores).
     overrides: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -172,6 +184,7 @@ class ModelConfig:
         *,
         default_threshold: float,
         url_check: UrlCheck | None = None,
+        default_false_alarm_interval_days: float = DEFAULT_FALSE_ALARM_INTERVAL_DAYS,
     ) -> ModelConfig:
         """Build the effective configuration from stored (or submitted) overrides.
 
@@ -189,7 +202,11 @@ class ModelConfig:
         for name in FIELDS:
             if name in overrides and overrides[name] is not None:
                 clean[name] = _validate_field(name, overrides[name], url_check)
-        config = cls(**{"drift_threshold": default_threshold, **clean})
+        defaults = {
+            "drift_threshold": default_threshold,
+            "false_alarm_interval_days": default_false_alarm_interval_days,
+        }
+        config = cls(**{**defaults, **clean})
         if config.max_samples < config.min_samples:
             name = "max_samples" if "max_samples" in clean else "min_samples"
             raise ValidationError(
@@ -206,6 +223,7 @@ class ModelConfig:
         *,
         default_threshold: float,
         url_check: UrlCheck | None = None,
+        default_false_alarm_interval_days: float = DEFAULT_FALSE_ALARM_INTERVAL_DAYS,
     ) -> ModelConfig:
         """Apply a partial update: given fields replace, ``null`` resets to the default.
 
@@ -221,7 +239,12 @@ class ModelConfig:
                     merged[name] = None  # let resolve() name the unknown field
             else:
                 merged[name] = value
-        return ModelConfig.resolve(merged, default_threshold=default_threshold, url_check=url_check)
+        return ModelConfig.resolve(
+            merged,
+            default_threshold=default_threshold,
+            url_check=url_check,
+            default_false_alarm_interval_days=default_false_alarm_interval_days,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Every effective field, JSON-ready (lists, not tuples)."""
@@ -236,6 +259,7 @@ class ModelConfig:
             "min_samples": self.min_samples,
             "max_samples": self.max_samples,
             "alpha": self.alpha,
+            "false_alarm_interval_days": self.false_alarm_interval_days,
         }
 
     def to_json(self) -> bytes:
@@ -274,4 +298,12 @@ def _validate_field(name: str, value: object, url_check: UrlCheck | None) -> Any
         return _integer(name, value, 2, MAX_SAMPLES_LIMIT)
     if name == "alpha":
         return _number(name, value, 0.0, 0.5)
+    if name == "false_alarm_interval_days":
+        return _number(
+            name,
+            value,
+            MIN_FALSE_ALARM_INTERVAL_DAYS,
+            MAX_FALSE_ALARM_INTERVAL_DAYS,
+            lo_open=False,
+        )
     raise ValidationError(name, "is not a configuration field")  # pragma: no cover

@@ -12,8 +12,13 @@ For each model the run
    ``min_samples`` in either gives status ``insufficient_data`` — no decision, not "no drift";
 4. reads a uniform sample of at most ``max_samples`` rows per window from SQL
    (``sample_vectors``), so the work per model is bounded whatever the traffic;
-5. runs the configured tests (:func:`drift_monitor.drift.compare`);
-6. stores the result (history), then hands the outcome to alerting and metrics.
+5. runs the configured tests (:func:`drift_monitor.drift.compare`) on the window at the
+   **instant** level of the model's false-page budget, and scores every vector that arrived
+   since the previous run for novelty against the baseline;
+6. advances the model's **sequential monitor** (:mod:`drift_monitor.drift.sequential`), whose
+   state (evidence, calibration scores, watermark) is persisted per model with
+   compare-and-set: the status is ``drift`` while its page is open;
+7. stores the result (history), then hands the outcome to alerting and metrics.
 
 Any exception inside one model's run is caught and recorded as status ``error``; the other
 models still run. Why SQL samples rather than the Redis sketches: every test of the engine
@@ -36,11 +41,13 @@ import numpy as np
 
 from drift_monitor.config import Settings
 from drift_monitor.domain.model_config import ModelConfig
+from drift_monitor.drift import sequential
 
 logger = logging.getLogger(__name__)
 
 STATUSES = ("ok", "drift", "insufficient_data", "error")
 DEFAULT_TIME_BUDGET_SECONDS = 240.0
+WARMUP_MIN_VECTORS = 500
 
 Compare = Callable[..., Any]
 
@@ -71,6 +78,18 @@ class MonitorRepository(Protocol):
     def add_result(self, result: Mapping[str, Any]) -> Any: ...
 
     def latest_result(self, model_id: str) -> Any: ...
+
+    def get_detection_state(self, model_id: str) -> Any: ...
+
+    def save_detection_state(
+        self,
+        model_id: str,
+        expected_version: int | None,
+        state: Mapping[str, Any],
+        reference: bytes | None,
+        calibration: bytes,
+        now: datetime,
+    ) -> bool: ...
 
 
 class Alerting(Protocol):
@@ -110,6 +129,7 @@ class DetectionOutcome:
     result_id: Any = None
     alerts: Any = None
     config: dict[str, Any] = field(default_factory=dict)
+    monitor: dict[str, Any] | None = None
 
     @property
     def drift_detected(self) -> bool:
@@ -125,6 +145,11 @@ class DetectionOutcome:
             "checked_at": iso(self.checked_at),
             "kl_divergence": report.get("kl_divergence"),
             "confidence_interval": report.get("confidence_interval"),
+            # the sequential monitor: log10 evidence against its log10 threshold
+            "evidence": None if self.monitor is None else self.monitor.get("evidence"),
+            "threshold": None if self.monitor is None else self.monitor.get("threshold"),
+            "false_alarm_interval_days": self.config.get("false_alarm_interval_days"),
+            "monitor": self.monitor,
             "tests": report.get("tests", {}),
             "top_dimensions": report.get("top_dimensions", []),
             "quality": report.get("quality", {}),
@@ -169,7 +194,25 @@ def _seed(model_id: str, window: Window) -> int:
 def load_config(monitor: MonitorRepository, model_id: str, settings: Settings) -> ModelConfig:
     """The model's effective configuration (defaults when it has none stored)."""
     stored = monitor.get_config(model_id)
-    return ModelConfig.resolve(stored, default_threshold=settings.drift_threshold)
+    return ModelConfig.resolve(
+        stored,
+        default_threshold=settings.drift_threshold,
+        default_false_alarm_interval_days=settings.false_alarm_interval_days,
+    )
+
+
+def warmup_vectors(config: ModelConfig) -> int:
+    """Baseline vectors needed before a model is monitored (the warm-up rule).
+
+    Until its baseline window holds ``max(2 min_samples, 500)`` vectors a model reports
+    ``insufficient_data`` and pages nothing: each half of the baseline sample (the novelty
+    reference and its calibration scores) then holds at least ``min_samples`` vectors and the
+    window battery's tail p-values are not read off a tiny reference. While the baseline holds
+    fewer than ``max_samples`` vectors ("filling") a rolling baseline moves forward at every
+    run instead of every ``baseline_refresh_hours``, so a new model's reference grows as fast
+    as its traffic.
+    """
+    return max(2 * config.min_samples, WARMUP_MIN_VECTORS)
 
 
 def choose_baseline(
@@ -179,24 +222,31 @@ def choose_baseline(
     config: ModelConfig,
     settings: Settings,
     now: datetime,
+    *,
+    hold: bool = False,
+    filling: bool = False,
+    end_by: datetime | None = None,
 ) -> tuple[Window, bool]:
     """Return the baseline window and whether it is pinned, refreshing a rolling one.
 
-    A rolling baseline is ``[current.start - HISTORICAL_WINDOW_DAYS, current.start)`` as of
-    its last refresh; it moves once ``baseline_refresh_hours`` have passed, unless the model's
-    latest result is a drift (the incident stays open until the traffic recovers or an
-    operator pins a new baseline).
+    A rolling baseline is ``[end - HISTORICAL_WINDOW_DAYS, end)`` with ``end`` the current
+    window's start (or ``end_by``, the monitor's watermark, when earlier: vectors already
+    scored never become reference) as of its last refresh. It moves once
+    ``baseline_refresh_hours`` have passed, or at every run while ``filling``, but never while
+    ``hold`` is set (an open page, or evidence building up above the freeze level) or while the
+    model's latest result is a drift: a refresh must not swallow a shift into its own
+    reference.
     """
     stored = monitor.get_baseline(model_id)
     if stored is not None and bool(_attr(stored, "pinned")):
         return Window(_attr(stored, "start"), _attr(stored, "end")), True
+    end = current.start if end_by is None else min(current.start, end_by)
     if stored is not None:
         updated_at: datetime = _attr(stored, "updated_at")
-        due = now - updated_at >= timedelta(hours=config.baseline_refresh_hours)
-        if not due or _in_drift(monitor, model_id):
-            end = min(_attr(stored, "end"), current.start)
-            return Window(_attr(stored, "start"), end), False
-    window = Window(current.start - timedelta(days=settings.historical_window_days), current.start)
+        due = filling or now - updated_at >= timedelta(hours=config.baseline_refresh_hours)
+        if not due or hold or _in_drift(monitor, model_id):
+            return Window(_attr(stored, "start"), min(_attr(stored, "end"), end)), False
+    window = Window(end - timedelta(days=settings.historical_window_days), end)
     monitor.set_baseline(model_id, window.start, window.end, False, now)
     return window, False
 
@@ -204,6 +254,86 @@ def choose_baseline(
 def _in_drift(monitor: MonitorRepository, model_id: str) -> bool:
     latest = monitor.latest_result(model_id)
     return latest is not None and _attr(latest, "status") == "drift"
+
+
+class ConcurrentRun(RuntimeError):
+    """Another run saved the model's monitor state first; this run's evidence was not stored."""
+
+
+@dataclass
+class _Stored:
+    """The detection service's view of a model's persisted monitor state."""
+
+    version: int | None
+    state: sequential.MonitorState
+    reference: np.ndarray[Any, Any] | None = None  # the fitted baseline's R (float32)
+    reference_changed: bool = False
+    watermark: datetime | None = None
+    last_run_at: datetime | None = None
+    interval_minutes: float | None = None
+    fitted: tuple[str, str] | None = None  # the baseline window R and C were drawn from
+    baseline_count: int = 0
+
+    @classmethod
+    def load(cls, monitor: MonitorRepository, model_id: str) -> _Stored:
+        row = monitor.get_detection_state(model_id)
+        if row is None:
+            return cls(version=None, state=sequential.MonitorState())
+        doc = dict(_attr(row, "state"))
+        fitted = doc.get("fitted")
+        shape = doc.get("reference_shape")
+        blob = _attr(row, "reference")
+        reference = None
+        if shape and blob:
+            reference = np.frombuffer(blob, dtype=np.float32).reshape(shape)
+        return cls(
+            version=int(_attr(row, "version")),
+            state=sequential.MonitorState.from_document(
+                doc.get("monitor", {}), _attr(row, "calibration")
+            ),
+            reference=reference,
+            watermark=_parse_time(doc.get("watermark")),
+            last_run_at=_parse_time(doc.get("last_run_at")),
+            interval_minutes=doc.get("interval_minutes"),
+            fitted=None if fitted is None else (str(fitted[0]), str(fitted[1])),
+            baseline_count=int(doc.get("baseline_count", 0)),
+        )
+
+    def refit(self, fitted: sequential.Reference, window: tuple[str, str], count: int) -> None:
+        self.reference = fitted.fit
+        self.reference_changed = True
+        self.state = self.state.with_calibration(fitted.calibration_scores())
+        self.fitted, self.baseline_count = window, count
+
+    def save(self, monitor: MonitorRepository, model_id: str, now: datetime) -> None:
+        document = {
+            "monitor": self.state.to_document(),
+            "watermark": None if self.watermark is None else iso(self.watermark),
+            "last_run_at": None if self.last_run_at is None else iso(self.last_run_at),
+            "interval_minutes": self.interval_minutes,
+            "fitted": None if self.fitted is None else list(self.fitted),
+            "baseline_count": self.baseline_count,
+            "reference_shape": None if self.reference is None else list(self.reference.shape),
+        }
+        blob = None
+        if self.reference_changed or self.version is None:
+            blob = b"" if self.reference is None else self.reference.astype(np.float32).tobytes()
+        saved = monitor.save_detection_state(
+            model_id,
+            self.version,
+            document,
+            blob,
+            self.state.calibration.astype(np.float32).tobytes(),
+            now,
+        )
+        if not saved:
+            raise ConcurrentRun(f"another detection run for {model_id} saved its state first")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def run_detection(
@@ -227,14 +357,15 @@ def run_detection(
     repository:
         Batch storage with ``count_vectors`` / ``sample_vectors``.
     monitor:
-        Configuration, baselines and the results table.
+        Configuration, baselines, the results table and the monitor state.
     stats:
         The running-statistics store. Not read by the default SQL-sample path; kept so the
         signature stays stable when the sketch path (``compare_sketches``) is enabled.
     alerting, metrics:
         Receive every outcome after it is stored (``None`` skips them).
     settings:
-        ``DRIFT_THRESHOLD`` and ``HISTORICAL_WINDOW_DAYS`` defaults.
+        ``DRIFT_THRESHOLD``, ``HISTORICAL_WINDOW_DAYS`` and ``FALSE_ALARM_INTERVAL_DAYS``
+        defaults.
     now:
         The detection time (tz-aware); the current window ends here.
     compare:
@@ -243,46 +374,30 @@ def run_detection(
     Returns
     -------
     DetectionOutcome
-        Status ``ok``, ``drift``, ``insufficient_data`` or ``error``.
+        Status ``ok``, ``drift``, ``insufficient_data`` or ``error``. A concurrent run that
+        stored the model's monitor state first makes this run read it again and redo its
+        work once (nothing is counted twice); if that also loses, the status is ``error``.
     """
     del stats  # see docstring
     started = time.perf_counter()
     outcome = DetectionOutcome(model_id=model_id, status="error", checked_at=now)
     config: ModelConfig | None = None
-    try:
-        config = load_config(monitor, model_id, settings)
-        outcome.config = config.to_dict()
-        current = Window(now - timedelta(minutes=config.current_window_minutes), now)
-        baseline, pinned = choose_baseline(monitor, model_id, current, config, settings, now)
-        outcome.current, outcome.baseline, outcome.baseline_pinned = current, baseline, pinned
-        outcome.n_current = int(repository.count_vectors(model_id, current.start, current.end))
-        outcome.n_baseline = int(repository.count_vectors(model_id, baseline.start, baseline.end))
-        if min(outcome.n_current, outcome.n_baseline) < config.min_samples:
-            outcome.status = "insufficient_data"
-            outcome.error = None
-        else:
-            seed = _seed(model_id, current)
-            reference = repository.sample_vectors(
-                model_id, baseline.start, baseline.end, config.max_samples, seed
-            )
-            sample = repository.sample_vectors(
-                model_id, current.start, current.end, config.max_samples, seed + 1
-            )
-            engine = compare if compare is not None else _default_compare()
-            report = engine(
-                reference,
-                sample,
-                tests=list(config.statistical_test) if config.statistical_test else None,
-                alpha=config.alpha,
-                seed=seed,
-                threshold=config.drift_threshold,
-            )
-            outcome.report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-            outcome.status = "drift" if outcome.report.get("drift_detected") else "ok"
-    except Exception as exc:  # one model's fault must not stop the others
-        outcome.status = "error"
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        logger.exception("detection failed", extra={"fields": {"model_id": model_id}})
+    for attempt in range(2):
+        outcome = DetectionOutcome(model_id=model_id, status="error", checked_at=now)
+        try:
+            config = load_config(monitor, model_id, settings)
+            outcome.config = config.to_dict()
+            _detect(outcome, config, repository, monitor, settings, now, compare)
+            break
+        except ConcurrentRun as exc:
+            outcome.status, outcome.error = "error", str(exc)
+            if attempt == 0:
+                continue
+        except Exception as exc:  # one model's fault must not stop the others
+            outcome.status = "error"
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("detection failed", extra={"fields": {"model_id": model_id}})
+            break
     outcome.duration_seconds = time.perf_counter() - started
     try:
         outcome.result_id = monitor.add_result(result_row(outcome))
@@ -301,11 +416,128 @@ def run_detection(
                 "status": outcome.status,
                 "n_baseline": outcome.n_baseline,
                 "n_current": outcome.n_current,
+                "evidence": None if outcome.monitor is None else outcome.monitor.get("evidence"),
                 "duration_seconds": round(outcome.duration_seconds, 3),
             }
         },
     )
     return outcome
+
+
+def _detect(
+    outcome: DetectionOutcome,
+    config: ModelConfig,
+    repository: DetectionRepository,
+    monitor: MonitorRepository,
+    settings: Settings,
+    now: datetime,
+    compare: Compare | None,
+) -> None:
+    """One attempt: windows, window battery, novelty scores, monitor step, state saved."""
+    model_id = outcome.model_id
+    stored = _Stored.load(monitor, model_id)
+    observed = (
+        None if stored.last_run_at is None else (now - stored.last_run_at).total_seconds() / 60.0
+    )
+    interval = sequential.next_interval(
+        stored.interval_minutes, observed, default=config.current_window_minutes
+    )
+    budget = sequential.Budget(config.false_alarm_interval_days, interval)
+    current = Window(now - timedelta(minutes=config.current_window_minutes), now)
+    baseline, pinned = choose_baseline(
+        monitor,
+        model_id,
+        current,
+        config,
+        settings,
+        now,
+        hold=stored.state.frozen(budget),
+        filling=stored.baseline_count < 2 * config.max_samples,
+        end_by=stored.watermark,
+    )
+    outcome.current, outcome.baseline, outcome.baseline_pinned = current, baseline, pinned
+    outcome.n_current = int(repository.count_vectors(model_id, current.start, current.end))
+    outcome.n_baseline = int(repository.count_vectors(model_id, baseline.start, baseline.end))
+    since = stored.watermark if stored.watermark is not None else current.start
+    since = min(max(since, baseline.end), now)
+    warmup = warmup_vectors(config)
+    monitor_doc: dict[str, Any] = {
+        "false_alarm_interval_days": config.false_alarm_interval_days,
+        "interval_minutes": round(interval, 6),
+        "instant_alpha": budget.instant_alpha,
+        "warmup_vectors": warmup,
+        "baseline_ready": outcome.n_baseline >= warmup,
+        "since": iso(since),
+    }
+    stored.last_run_at, stored.interval_minutes = now, interval
+
+    if outcome.n_baseline < warmup:
+        # Warm-up: nothing is scored; this traffic becomes baseline at the next refresh.
+        outcome.status = "insufficient_data"
+        outcome.monitor = {**monitor_doc, "evidence": None, "threshold": None}
+        stored.watermark = now
+        stored.save(monitor, model_id, now)
+        return
+
+    window_key = (iso(baseline.start), iso(baseline.end))
+    if stored.fitted != window_key or stored.reference is None:
+        # A new baseline: sample it once, split into the fitting part R (the battery's
+        # reference too) and the calibration part C, and keep R with the state.
+        base_seed = _seed(model_id, baseline)
+        drawn = repository.sample_vectors(
+            model_id,
+            baseline.start,
+            baseline.end,
+            config.max_samples + sequential.CALIBRATION_VECTORS,
+            base_seed,
+        )
+        fitted = sequential.fit_reference(drawn, base_seed, fit_size=config.max_samples)
+        stored.refit(fitted, window_key, outcome.n_baseline)
+    assert stored.reference is not None
+    reference = stored.reference
+    scorer = sequential.Reference(fit=reference, calibration=reference[:0])
+
+    seed = _seed(model_id, current)
+    window_fires = False
+    sample = None
+    if outcome.n_current >= config.min_samples:
+        sample = repository.sample_vectors(
+            model_id, current.start, current.end, config.max_samples, seed + 1
+        )
+        engine = compare if compare is not None else _default_compare()
+        report = engine(
+            reference,
+            sample,
+            tests=list(config.statistical_test) if config.statistical_test else None,
+            alpha=budget.instant_alpha,
+            seed=seed,
+            threshold=config.drift_threshold,
+        )
+        outcome.report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+        window_fires = bool(outcome.report.get("drift_detected"))
+
+    if sample is not None and since == current.start:
+        arrived = sample  # the same range: one read serves both
+    else:
+        arrived = repository.sample_vectors(model_id, since, now, config.max_samples, seed + 2)
+    scores = scorer.score(arrived) if len(arrived) else np.zeros(0)
+    result = sequential.step(stored.state, scores, budget=budget, window_fires=window_fires)
+    stored.state, stored.watermark = result.state, now
+    stored.save(monitor, model_id, now)
+    outcome.monitor = {
+        **monitor_doc,
+        **result.to_dict(),
+        "window_drift": window_fires,
+        "calibration_vectors": int(stored.state.calibration.shape[0]),
+    }
+    if result.novel_rows:
+        outcome.monitor["novel_examples"] = [
+            {"row": i, "score": round(float(scores[i]), 6)} for i in result.novel_rows
+        ]
+    if result.scored == 0 and outcome.report is None:
+        outcome.status = "insufficient_data"  # nothing new to judge: silence is not "ok"
+    else:
+        outcome.status = result.status
 
 
 def _default_compare() -> Compare:

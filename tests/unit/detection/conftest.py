@@ -63,11 +63,42 @@ class Baseline:
 
 
 @dataclass
+class State:
+    model_id: str
+    version: int
+    state: dict[str, Any]
+    reference: bytes
+    calibration: bytes
+    updated_at: datetime
+
+
+@dataclass
 class Monitor:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     baselines: dict[str, Baseline] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
+    states: dict[str, State] = field(default_factory=dict)
     fail_writes: bool = False
+
+    def get_detection_state(self, model_id: str) -> State | None:
+        return self.states.get(model_id)
+
+    def save_detection_state(
+        self,
+        model_id: str,
+        expected_version: int | None,
+        state: Mapping[str, Any],
+        reference: bytes | None,
+        calibration: bytes,
+        now: datetime,
+    ) -> bool:
+        stored = self.states.get(model_id)
+        if (None if stored is None else stored.version) != expected_version:
+            return False
+        blob = reference if reference is not None else (b"" if stored is None else stored.reference)
+        version = 1 if expected_version is None else expected_version + 1
+        self.states[model_id] = State(model_id, version, dict(state), blob, calibration, now)
+        return True
 
     def get_config(self, model_id: str) -> dict[str, Any] | None:
         return self.configs.get(model_id)

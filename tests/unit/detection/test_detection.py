@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from drift_monitor.drift.sequential import CALIBRATION_VECTORS
 from drift_monitor.service.detection import DetectionOutcome, run_all, run_detection
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -31,7 +32,7 @@ def detect(model_id: str, batches: Any, monitor: Any, recorder: Any, engine: Any
 
 
 def seed_traffic(batches: Any, model_id: str = "m", *, current_shift: float = 0.0) -> None:
-    batches.add(model_id, NOW - timedelta(days=2), vectors(300, seed=1))
+    batches.add(model_id, NOW - timedelta(days=2), vectors(600, seed=1))
     batches.add(model_id, NOW - timedelta(minutes=10), vectors(300, current_shift, seed=2))
 
 
@@ -39,7 +40,7 @@ def test_same_distribution_is_ok_and_stored(batches, monitor, recorder, engine, 
     seed_traffic(batches)
     outcome = detect("m", batches, monitor, recorder, engine, settings)
     assert outcome.status == "ok" and not outcome.drift_detected
-    assert (outcome.n_baseline, outcome.n_current) == (300, 300)
+    assert (outcome.n_baseline, outcome.n_current) == (600, 300)
     assert monitor.results[-1]["status"] == "ok"
     assert monitor.results[-1]["report"]["samples"]["current"] == 300
     # the outcome reached alerting and metrics, after it was stored
@@ -78,13 +79,29 @@ def test_current_window_is_last_n_minutes(batches, monitor, recorder, engine, se
 def test_insufficient_data_is_not_no_drift(batches, monitor, recorder, engine, settings):
     monitor.configs["m"] = {"min_samples": 100}
     batches.add("m", NOW - timedelta(days=1), vectors(500))
-    batches.add("m", NOW - timedelta(minutes=5), vectors(99, shift=5.0))
-    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    batches.add("m", NOW - timedelta(minutes=5), vectors(99))
+    first = detect("m", batches, monitor, recorder, engine, settings)
+    assert engine.calls == []  # too few for the window's tests; the 99 vectors were scored
+    assert first.monitor is not None and first.monitor["scored"] == 99
+    # nothing new since the last run and a window below min_samples: no decision
+    outcome = detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(minutes=1))
     assert outcome.status == "insufficient_data"
     assert not outcome.drift_detected
-    assert engine.calls == []  # no decision was attempted
+    assert engine.calls == []
     assert monitor.results[-1]["status"] == "insufficient_data"
     assert monitor.results[-1]["n_current"] == 99
+
+
+def test_low_traffic_still_pages_on_accumulated_evidence(batches, monitor, recorder, engine,
+                                                         settings):  # fmt: skip
+    """Fewer vectors than min_samples skip the window's tests, not the monitor's evidence."""
+    monitor.configs["m"] = {"min_samples": 100}
+    batches.add("m", NOW - timedelta(days=1), vectors(500))
+    batches.add("m", NOW - timedelta(minutes=5), vectors(99, shift=5.0))
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    assert engine.calls == []
+    assert outcome.status == "drift"
+    assert outcome.monitor is not None and outcome.monitor["cause"] == "evidence"
 
 
 def test_insufficient_baseline(batches, monitor, recorder, engine, settings):
@@ -98,10 +115,17 @@ def test_work_is_bounded_by_max_samples(batches, monitor, recorder, engine, sett
     monitor.configs["m"] = {"max_samples": 150, "min_samples": 10}
     seed_traffic(batches)
     detect("m", batches, monitor, recorder, engine, settings)
-    assert [call[3] for call in batches.sample_calls] == [150, 150]
+    # the baseline is sampled once (fitting part + calibration part), then the window
+    assert [call[3] for call in batches.sample_calls] == [150 + CALIBRATION_VECTORS, 150]
     assert engine.calls[0]["n_ref"] == 150 and engine.calls[0]["n_cur"] == 150
     # counts still report the full windows
-    assert monitor.results[-1]["n_baseline"] == 300
+    assert monitor.results[-1]["n_baseline"] == 600
+    # later runs reuse the stored reference: only the window and what arrived since the
+    # previous run are read, each bounded
+    detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(minutes=1))
+    calls = batches.sample_calls[2:]
+    assert [call[3] for call in calls] == [150, 150]
+    assert (calls[1][1], calls[1][2]) == (NOW, NOW + timedelta(minutes=1))
 
 
 def test_configured_tests_alpha_threshold_reach_engine(batches, monitor, recorder, engine,
@@ -111,7 +135,10 @@ def test_configured_tests_alpha_threshold_reach_engine(batches, monitor, recorde
     detect("m", batches, monitor, recorder, engine, settings)
     call = engine.calls[0]
     assert call["tests"] == ["ks"]
-    assert call["alpha"] == 0.01 and call["threshold"] == 0.3
+    assert call["threshold"] == 0.3
+    # paging decides on the false-page budget: the window is tested at the instant level,
+    # half of one false page per 365 days of hourly runs (the first run assumes the window)
+    assert call["alpha"] == pytest.approx(0.5 / (365 * 24))
 
 
 def test_default_threshold_comes_from_settings(batches, monitor, recorder, engine, settings):
@@ -138,7 +165,8 @@ def test_rolling_baseline_is_historical_window_before_current(batches, monitor, 
 
 
 def test_rolling_baseline_refreshes_only_when_due(batches, monitor, recorder, engine, settings):
-    monitor.configs["m"] = {"baseline_refresh_hours": 6}
+    # max_samples 200: a 600-vector baseline is past warm-up, so refreshes follow the cadence
+    monitor.configs["m"] = {"baseline_refresh_hours": 6, "max_samples": 200}
     seed_traffic(batches)
     first = detect("m", batches, monitor, recorder, engine, settings)
     later = detect("m", batches, monitor, recorder, engine, settings, NOW + timedelta(hours=5))
@@ -151,7 +179,7 @@ def test_rolling_baseline_refreshes_only_when_due(batches, monitor, recorder, en
 
 def test_rolling_baseline_does_not_move_during_drift(batches, monitor, recorder, engine,
                                                      settings):  # fmt: skip
-    monitor.configs["m"] = {"baseline_refresh_hours": 1}
+    monitor.configs["m"] = {"baseline_refresh_hours": 1, "max_samples": 200}
     seed_traffic(batches)
     batches.add("m", NOW + timedelta(hours=1, minutes=50), vectors(300, shift=2.0))
     batches.add("m", NOW + timedelta(hours=3, minutes=50), vectors(300, shift=2.0))
@@ -170,14 +198,14 @@ def test_rolling_baseline_does_not_move_during_drift(batches, monitor, recorder,
 def test_pinned_baseline_is_used_and_never_moved(batches, monitor, recorder, engine, settings):
     pinned_start, pinned_end = NOW - timedelta(days=3), NOW - timedelta(days=1)
     monitor.set_baseline("m", pinned_start, pinned_end, True, NOW - timedelta(days=30))
-    batches.add("m", NOW - timedelta(days=2), vectors(200, seed=1))
+    batches.add("m", NOW - timedelta(days=2), vectors(600, seed=1))
     batches.add("m", NOW - timedelta(hours=5), vectors(400, shift=3.0, seed=3))  # not pinned
     batches.add("m", NOW - timedelta(minutes=5), vectors(200, seed=2))
     outcome = detect("m", batches, monitor, recorder, engine, settings)
     assert outcome.baseline_pinned
     assert outcome.baseline is not None
     assert (outcome.baseline.start, outcome.baseline.end) == (pinned_start, pinned_end)
-    assert outcome.n_baseline == 200
+    assert outcome.n_baseline == 600
     assert outcome.status == "ok"
     assert monitor.baselines["m"].updated_at == NOW - timedelta(days=30)
 
