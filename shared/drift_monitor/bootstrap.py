@@ -111,11 +111,17 @@ def _archive(settings: Settings) -> Archive | None:
     return GcsArchive(storage.Client(project=settings.google_cloud_project), settings.gcs_bucket)
 
 
-def build(settings: Settings, *, embedded: bool) -> Container:
-    """Wire adapters for production (``embedded=False``) or ``drift-monitor serve``."""
+def build(
+    settings: Settings, *, embedded: bool, clock: Callable[[], datetime] | None = None
+) -> Container:
+    """Wire adapters for production (``embedded=False``) or ``drift-monitor serve``.
+
+    ``clock`` (embedded only) replaces the wall clock everywhere a component reads the time:
+    ``drift-monitor backtest`` replays a recorded stream on a virtual clock.
+    """
     engine, repository = _sql(settings)
     if embedded:
-        return add_detection(_embedded(settings, engine, repository))
+        return add_detection(_embedded(settings, engine, repository, clock))
     from drift_monitor.adapters.pubsub import DEAD_LETTER_TOPIC, PubSubPublisher
 
     if not settings.redis_url:
@@ -148,7 +154,7 @@ def add_detection(c: Container) -> Container:
     from drift_monitor.service.detection import AlertDispatcher
 
     s = c.settings
-    c.monitor = SqlMonitorRepository(c.engine)
+    c.monitor = SqlMonitorRepository(c.engine, clock=c.clock)
     c.metrics = (
         PushgatewayExporter(s.prometheus_gateway) if s.prometheus_gateway else LocalMetrics()
     )
@@ -169,18 +175,23 @@ def add_detection(c: Container) -> Container:
     return c
 
 
-def _embedded(settings: Settings, engine: Any, repository: Any) -> Container:
+def _embedded(
+    settings: Settings, engine: Any, repository: Any, clock: Callable[[], datetime] | None = None
+) -> Container:
     from drift_monitor.entrypoints import subscribers
 
     stats: StatsStore
     if settings.redis_url:
         stats, _ = _redis_stats(settings)
     else:
+        import time
+
         from drift_monitor.adapters.memory_stats import MemoryStatsStore
 
         stats = MemoryStatsStore(
             bucket_seconds=settings.stats_bucket_seconds,
             retention_seconds=stats_retention_seconds(settings),
+            clock=time.time if clock is None else (lambda: clock().timestamp()),
         )
     bus = MemoryBus()
     c = Container(
@@ -194,6 +205,8 @@ def _embedded(settings: Settings, engine: Any, repository: Any) -> Container:
         engine=engine,
         embedded=True,
     )
+    if clock is not None:
+        c.clock = clock
     for name, handler in (
         ("persist", subscribers.persist_handler(c)),
         ("stats", subscribers.stats_handler(c)),

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("serve", "compare", "rebuild_stats", "report", "migrate", "prune")
+SUBCOMMANDS = ("serve", "compare", "backtest", "rebuild_stats", "report", "migrate", "prune")
 
 
 def build_parser() -> argparse.ArgumentParser:
