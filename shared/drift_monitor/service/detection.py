@@ -48,6 +48,13 @@ logger = logging.getLogger(__name__)
 STATUSES = ("ok", "drift", "insufficient_data", "error")
 DEFAULT_TIME_BUDGET_SECONDS = 240.0
 WARMUP_MIN_VECTORS = 500
+# The instant check's default battery. The engine's default adds a permutation MMD, whose
+# smallest attainable p-value (1/201) is far above the instant level (1e-5 for hourly runs on a
+# 365-day budget): it could never fire, and what it sees (whole-vector changes) is what the
+# novelty evidence accumulates. A configured ``statistical_test`` is used as given.
+INSTANT_TESTS = ("ad",)
+# Resamples of the window's KL interval (informational; the decision does not use it).
+WINDOW_BOOTSTRAP = 50
 
 Compare = Callable[..., Any]
 
@@ -508,10 +515,11 @@ def _detect(
         report = engine(
             reference,
             sample,
-            tests=list(config.statistical_test) if config.statistical_test else None,
+            tests=list(config.statistical_test or INSTANT_TESTS),
             alpha=budget.instant_alpha,
             seed=seed,
             threshold=config.drift_threshold,
+            n_bootstrap=WINDOW_BOOTSTRAP,
         )
         outcome.report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
         window_fires = bool(outcome.report.get("drift_detected"))
