@@ -280,6 +280,8 @@ def parse_npy(body: bytes, limits: Limits) -> Vectors:
 
 
 def _check_shape(rows: int, dimension: int, limits: Limits) -> None:
+    if rows < 0 or dimension < 0:
+        raise ValidationError("embeddings", f"shape ({rows}, {dimension}) has a negative size")
     if rows == 0:
         raise ValidationError("embeddings", "batch is empty: send at least one vector")
     if rows > limits.batch_size:
@@ -338,6 +340,9 @@ def _json_fields(body: bytes) -> dict[str, Any]:
             ) from exc
         except (ValueError, UnicodeDecodeError):
             raise ValidationError("body", f"malformed JSON: {exc}", 400) from exc
+        except RecursionError:
+            # orjson stops at 1024 levels; the stdlib parser runs out of stack instead.
+            raise ValidationError("body", f"malformed JSON: {exc}", 400) from None
         raise ValidationError("embeddings", f"contains a non-finite value: {exc}") from exc
     if not isinstance(document, dict):
         raise ValidationError("body", "JSON body must be an object", 400)
