@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from drift_monitor.entrypoints.detect_http import Schedule
 
     schedule = Schedule(container, args.detect_every).start() if args.detect_every > 0 else None
+    container.schedule = schedule
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         logs.log("INFO", f"received {signal.Signals(signum).name}, shutting down")
