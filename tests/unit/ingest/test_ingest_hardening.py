@@ -232,3 +232,40 @@ def test_paths_the_framework_does_not_route_answer_json(target: str, path: str) 
         assert response.status_code == 404, (path, response.data[:100])
         assert response.content_type == "application/json", response.data[:100]
         assert response.get_json()["error"]["field"] == "path"
+
+
+# --- a batch dated before a horizon is accepted with warnings saying what will happen ---------
+
+
+def test_a_batch_dated_before_every_horizon_gets_warnings(ingest_client: Any, twins: Twins) -> None:
+    old = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    payload = {"embeddings": [[0.1, 0.2]], "model_id": "m", "timestamp": old}
+    response = ingest_client.post(
+        "/embeddings/batch", data=orjson.dumps(payload), content_type="application/json"
+    )
+    assert response.status_code == 202
+    warnings = response.get_json()["warnings"]
+    assert [w["field"] for w in warnings] == ["timestamp"] * 3
+    text = " ".join(w["message"] for w in warnings)
+    assert "BATCH_RETENTION_DAYS=30" in text and "deleted" in text
+    assert "statistics horizon" in text and "HISTORICAL_WINDOW_DAYS=7" in text
+
+
+def test_a_batch_eight_days_old_is_only_outside_the_windows(
+    ingest_client: Any, twins: Twins
+) -> None:
+    ts = (datetime.now(UTC) - timedelta(days=8)).isoformat()
+    payload = {"embeddings": [[0.1, 0.2]], "model_id": "m", "timestamp": ts}
+    response = ingest_client.post(
+        "/embeddings/batch", data=orjson.dumps(payload), content_type="application/json"
+    )
+    messages = [w["message"] for w in response.get_json()["warnings"]]
+    assert len(messages) == 2 and "statistics horizon" in messages[0]
+
+
+def test_a_recent_batch_has_no_warnings(ingest_client: Any, twins: Twins) -> None:
+    payload = {"embeddings": [[0.1, 0.2]], "model_id": "m", "timestamp": TS}
+    response = ingest_client.post(
+        "/embeddings/batch", data=orjson.dumps(payload), content_type="application/json"
+    )
+    assert response.status_code == 202 and "warnings" not in response.get_json()
