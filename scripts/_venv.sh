@@ -19,13 +19,14 @@ find_python() {
 }
 
 quiet_pip() {
-    # pip's own output is the progress report of a first install (a few minutes). Some
-    # machines' pip configuration names local package folders that do not exist; pip warns
-    # once per package about each, which buries real messages, so those lines (only those)
-    # are dropped.
-    local rc
-    .venv/bin/python -m pip "$@" > >(grep --line-buffered -v -E \
-        "^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory") 2>&1
+    # pip's own output is the progress report of a first install (a few minutes), less the
+    # "Requirement already satisfied" lines of an update. Some machines' pip configuration
+    # names local package folders that do not exist; pip warns once per package about each,
+    # which buries real messages, so those lines are dropped too.
+    local rc skip
+    skip="^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory"
+    skip="$skip|^Requirement already satisfied"
+    .venv/bin/python -m pip "$@" > >(grep --line-buffered -v -E "$skip") 2>&1
     rc=$?
     wait  # for the filter to print its last lines
     return "$rc"

@@ -32,7 +32,7 @@ from drift_monitor.service.ports import (
     StatsStore,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported at run time only where Redis is used
     from drift_monitor.adapters.redis_stats import RedisDimensionRegistry
 
 # Statistics buckets are kept at least a week, and as long as detection looks back.
@@ -91,7 +91,7 @@ def stats_retention_seconds(settings: Settings) -> int:
 def _redis_stats(settings: Settings) -> tuple[StatsStore, RedisDimensionRegistry]:
     import redis
 
-    from drift_monitor.adapters.redis_stats import RedisStatsStore
+    from drift_monitor.adapters.redis_stats import RedisDimensionRegistry, RedisStatsStore
 
     assert settings.redis_url is not None
     client = redis.Redis.from_url(settings.redis_url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,27 @@ def test_rebuild_restores_a_wrong_cached_dimension(seeded: Api) -> None:
     )
     assert cache.model_dimension("org/encoder") == 8
     assert registry.claim_dimension("brand-new", 5) == 5  # a new model still claims its own
+
+
+def test_production_wiring_checks_dimensions_through_the_database(tmp_path: Path) -> None:
+    from drift_monitor import bootstrap
+    from drift_monitor.config import Settings
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", redis_url="redis://127.0.0.1:9/0"
+    )
+    container = bootstrap.build(settings, embedded=False)
+    try:
+        assert isinstance(container.registry, DurableDimensions)
+        assert container.registry.record is container.repository
+    finally:
+        container.engine.dispose()
+
+
+def test_status_names_the_next_embedded_check(slashed: Api) -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    slashed.container.schedule = SimpleNamespace(next_run=datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
+    doc = slashed.client.get(f"/drift/status/{SLASHED}", headers=API).json
+    assert doc["next_check"] == "2030-01-01T12:00:00Z"
