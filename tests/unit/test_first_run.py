@@ -36,3 +36,24 @@ def test_demo_draws_outside_the_checkout_unless_asked() -> None:
     assert REPO not in default.parents, default
     asked = demo.build_parser().parse_args(["--out", "docs/images/demo-report.png"]).out
     assert asked == Path("docs/images/demo-report.png")
+
+
+def test_serve_stops_at_start_up_on_a_configuration_error(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DRIFT_MONITOR_ENV": "production",
+        "DRIFT_MONITOR_API_KEY": "k" * 20,
+        "PAGERDUTY_ROUTING_KEY": "0123456789abcdef0123456789abcdef",
+        "PAGERDUTY_EVENTS_URL": "https://127.0.0.1:9/v2/enqueue",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "drift_monitor.cli", "serve", "--port", "0",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "drift-monitor serve: error: PAGERDUTY_EVENTS_URL='https://127.0.0.1:9/v2/enqueue' "
+        "resolves to the loopback address 127.0.0.1, refused in production"
+    ]
+    assert not (tmp_path / "data").exists()

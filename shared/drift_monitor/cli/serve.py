@@ -20,7 +20,7 @@ from types import FrameType
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from drift_monitor import bootstrap, logs
-from drift_monitor.config import Settings
+from drift_monitor.config import ConfigError, Settings
 
 NAME = "serve"
 HELP = "Run ingest, statistics, detection and the API locally (SQLite, in-process bus)."
@@ -72,7 +72,11 @@ def _redacted(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"drift-monitor serve: error: {exc}", file=sys.stderr)
+        return 2
     if args.data_dir is not None:
         settings = replace(settings, data_dir=args.data_dir)
     settings = replace(settings, data_dir=Path(settings.data_dir).resolve())
