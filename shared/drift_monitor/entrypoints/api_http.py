@@ -203,13 +203,16 @@ def get_status(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
         )
     else:
         doc = status_document(latest)
+    from drift_monitor.service.detection import warmup_vectors
+
     schedule = getattr(c, "schedule", None)
     next_run = getattr(schedule, "next_run", None)
     doc = status.explain_insufficient(
         doc,
         repository=c.repository,
         model_id=model_id,
-        min_samples=int((doc.get("config") or {}).get("min_samples") or config.min_samples),
+        min_samples=config.min_samples,
+        warmup_vectors=warmup_vectors(config),
         next_check_at=iso(next_run) if isinstance(next_run, datetime) else None,
     )
     return json_response(doc)

@@ -127,16 +127,26 @@ def explain_insufficient(
     repository: DetectionRepository,
     model_id: str,
     min_samples: int,
+    warmup_vectors: int,
     next_check_at: str | None,
 ) -> dict[str, Any]:
-    """Add ``needed``, ``next_check`` and a KL preview to an ``insufficient_data`` document."""
+    """Add ``needed``, ``next_check`` and a KL preview to an ``insufficient_data`` document.
+
+    The baseline needs ``warmup_vectors`` (the warm-up rule of detection), the current window
+    ``min_samples``.
+    """
     samples = doc.get("samples") or {}
     doc["needed"] = {
-        "baseline": max(0, min_samples - int(samples.get("baseline") or 0)),
+        "baseline": max(0, warmup_vectors - int(samples.get("baseline") or 0)),
         "current": max(0, min_samples - int(samples.get("current") or 0)),
         "min_samples": min_samples,
+        "warmup_vectors": warmup_vectors,
     }
-    doc.setdefault("reason", "a window holds fewer vectors than min_samples")
+    doc.setdefault(
+        "reason",
+        "the baseline holds fewer than warmup_vectors, the current window fewer than "
+        "min_samples, or nothing new arrived since the last check",
+    )
     doc["next_check"] = next_check_at
     windows = doc.get("windows") or {}
     if doc.get("kl_divergence") is None and windows.get("baseline") and windows.get("current"):

@@ -88,7 +88,12 @@ def test_status_after_an_insufficient_run_explains_and_keeps_kl_numeric(slashed:
     doc = slashed.client.get(f"/drift/status/{SLASHED}", headers=API).json
     assert doc["status"] == "insufficient_data" and doc["result_id"] is not None
     assert doc["samples"]["baseline"] == 40 and doc["samples"]["current"] == 30
-    assert doc["needed"] == {"baseline": 60, "current": 70, "min_samples": 100}
+    assert doc["needed"] == {
+        "baseline": 460,  # warm-up: max(2 min_samples, 500) baseline vectors
+        "current": 70,
+        "min_samples": 100,
+        "warmup_vectors": 500,
+    }
     assert isinstance(doc["kl_divergence"], float)
     lo, hi = doc["confidence_interval"]
     assert lo <= doc["kl_divergence"] <= hi or lo <= hi
@@ -102,6 +107,8 @@ def test_status_with_one_vector_has_no_kl_but_still_answers(api: Api) -> None:
 
 
 def test_status_of_a_decided_model_is_unchanged(slashed: Api) -> None:
+    rng = np.random.default_rng(2)
+    slashed.send(SLASHED, rng.normal(size=(500, 8)), NOW - timedelta(hours=20))
     slashed.client.post(f"/models/{SLASHED}/config", json={"min_samples": 20}, headers=ADMIN)
     slashed.client.post(f"/drift/check/{SLASHED}", headers=API)
     doc = slashed.client.get(f"/drift/status/{SLASHED}", headers=API).json

@@ -73,7 +73,12 @@ def test_status_known_model_without_results_says_what_it_needs(seeded: Api) -> N
     doc = response.json
     assert doc["status"] == "insufficient_data" and doc["drift_detected"] is False
     assert doc["samples"]["baseline"] == 40 and doc["samples"]["current"] == 30
-    assert doc["needed"] == {"baseline": 60, "current": 70, "min_samples": 100}
+    assert doc["needed"] == {
+        "baseline": 460,  # warm-up: max(2 min_samples, 500) baseline vectors
+        "current": 70,
+        "min_samples": 100,
+        "warmup_vectors": 500,
+    }
     assert "no detection run" in doc["reason"]
     assert doc["windows"]["current"]["end"] == hours_ago(0)
     # The product description's client prints f"{status['kl_divergence']:.4f}".
