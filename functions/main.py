@@ -17,8 +17,25 @@ from __future__ import annotations
 
 import functions_framework
 from cloudevents.http.event import CloudEvent
+from drift_monitor.config import Settings
+from drift_monitor.domain.errors import ValidationError
 from drift_monitor.entrypoints import api_http, detect_http, ingest_http, subscribers
 from flask import Request, Response
+from werkzeug.exceptions import HTTPException
+
+# Read the configuration when the instance starts: a ConfigError stops start-up (the log names
+# the variable) instead of failing every request with 500.
+Settings.from_env()
+
+
+@functions_framework.errorhandler(HTTPException)
+def http_error(error: HTTPException) -> Response:
+    """Paths the framework itself does not route (``/favicon.ico``, ``/a%0Ab``) answer JSON too."""
+    status = error.code or 500
+    field = "method" if status == 405 else "path"
+    return ingest_http.error_response(
+        ValidationError(field, error.description or error.name, status)
+    )
 
 
 @functions_framework.http

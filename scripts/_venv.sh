@@ -19,15 +19,16 @@ find_python() {
 }
 
 quiet_pip() {
-    # -q keeps the log short but pip still prints errors. Some machines' pip configuration
+    # pip's own output is the progress report of a first install (a few minutes), less the
+    # "Requirement already satisfied" lines of an update. Some machines' pip configuration
     # names local package folders that do not exist; pip warns once per package about each,
-    # which buries real messages, so those lines (only those) are dropped.
-    local log rc
-    log=$(mktemp)
-    if .venv/bin/python -m pip "$@" >"$log" 2>&1; then rc=0; else rc=$?; fi
-    grep -v -E "^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory" \
-        "$log" || true
-    rm -f "$log"
+    # which buries real messages, so those lines are dropped too.
+    local rc skip
+    skip="^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory"
+    skip="$skip|^Requirement already satisfied"
+    .venv/bin/python -m pip "$@" > >(grep --line-buffered -v -E "$skip") 2>&1
+    rc=$?
+    wait  # for the filter to print its last lines
     return "$rc"
 }
 
@@ -48,6 +49,10 @@ ensure_venv() {
         return 0
     fi
     echo "installing the project into .venv (pip install -e '.[dev,report]')"
-    quiet_pip install -q --disable-pip-version-check -e '.[dev,report]' || return 1
+    echo "the first install downloads numpy, scipy, SQLAlchemy, ... and takes about 3 minutes;"
+    echo "pip's progress follows, later runs skip this step"
+    quiet_pip install --progress-bar off --disable-pip-version-check -e '.[dev,report]' ||
+        return 1
+    echo "installed; .venv is ready"
     echo "$want" >"$stamp"
 }

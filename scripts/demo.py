@@ -11,12 +11,14 @@ webhook receiver configured as the model's ``alert_webhook``; then
 3. sends nouns with verbs mixed in (a topic shift) and runs detection: status ``drift`` with
    scores, and the webhook receives the alert;
 4. sends nouns again: status ``ok`` and the webhook receives the resolve;
-5. draws ``drift-monitor report`` to ``docs/images/demo-report.png``.
+5. draws ``drift-monitor report`` to ``demo-report.png`` in the system's temporary folder
+   (``--out docs/images/demo-report.png`` redraws the picture the README shows).
 
 The current window is set to 15 seconds so the phases don't take hours; the demo waits one
 window between phases so each check only sees that phase's traffic.
 
-Usage: ``python scripts/demo.py [--out docs/images/demo-report.png] [--keep]``
+Usage: ``python scripts/demo.py [--out PATH.png] [--keep]``; the checkout is left unchanged
+unless ``--out`` points into it.
 """
 
 from __future__ import annotations
@@ -193,11 +195,22 @@ def show(phase: str, result: dict[str, Any]) -> None:
             )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images" / "demo-report.png")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "drift-monitor-demo" / "demo-report.png",
+        help="where to draw the report (default: the temporary folder; the README's picture "
+        "is docs/images/demo-report.png)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
 
     nouns, verbs, source = load_vectors()
     print(f"embeddings: {source}, dimension {nouns.shape[1]}")
@@ -285,6 +298,8 @@ def main() -> int:
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
+    if report.returncode == 0:
+        print(f"report drawn to {args.out}")
     print("demo " + ("passed" if failures == 0 and report.returncode == 0 else "FAILED"))
     return 0 if failures == 0 and report.returncode == 0 else 1
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drift_monitor import logs
 from drift_monitor.adapters.memory_bus import DeadLetterList, MemoryBus
@@ -31,6 +31,9 @@ from drift_monitor.service.ports import (
     Publisher,
     StatsStore,
 )
+
+if TYPE_CHECKING:  # imported at run time only where Redis is used
+    from drift_monitor.adapters.redis_stats import RedisDimensionRegistry
 
 # Statistics buckets are kept at least a week, and as long as detection looks back.
 MIN_STATS_RETENTION_SECONDS = 7 * 86_400
@@ -55,6 +58,7 @@ class Container:
     alerting: Any | None = None  # detection.AlertDispatcher (PagerDuty + per-model webhooks)
     metrics: Any | None = None  # PushgatewayExporter | LocalMetrics (embedded /metrics)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    schedule: Any | None = None  # embedded detection schedule (``next_run``), None in GCP
 
     def migrate(self) -> None:
         """Bring the database schema up to date, then report ready."""
@@ -84,7 +88,7 @@ def stats_retention_seconds(settings: Settings) -> int:
     return max(MIN_STATS_RETENTION_SECONDS, settings.historical_window_days * 86_400)
 
 
-def _redis_stats(settings: Settings) -> tuple[StatsStore, DimensionRegistry]:
+def _redis_stats(settings: Settings) -> tuple[StatsStore, RedisDimensionRegistry]:
     import redis
 
     from drift_monitor.adapters.redis_stats import RedisDimensionRegistry, RedisStatsStore
@@ -126,7 +130,11 @@ def build(
 
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is required outside the embedded mode")
-    stats, registry = _redis_stats(settings)
+    stats, cache = _redis_stats(settings)
+    from drift_monitor.service.dimensions import DurableDimensions
+
+    # PostgreSQL records each model's dimension; Redis caches it and refills from it.
+    registry = DurableDimensions(cache, repository)
     publisher = PubSubPublisher(settings.google_cloud_project, settings.pubsub_topic)
     return add_detection(
         Container(

@@ -178,6 +178,9 @@ class Settings:
         certs_url = _get(env, "GOOGLE_ID_TOKEN_CERTS_URL") or GOOGLE_CERTS_URL
         if not certs_url.startswith(("https://", "http://")):
             raise ConfigError("GOOGLE_ID_TOKEN_CERTS_URL must be an http(s) URL")
+        routing_key = _get(env, "PAGERDUTY_ROUTING_KEY")
+        events_url = _get(env, "PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com/v2/enqueue"
+        _check_pagerduty(routing_key, events_url, environment)
         return cls(
             database_url=database_url,
             instance_connection_name=_get(env, "INSTANCE_CONNECTION_NAME"),
@@ -204,9 +207,8 @@ class Settings:
             batch_retention_days=batch_retention_days,
             alert_cooldown_minutes=_req_int(env, "ALERT_COOLDOWN_MINUTES", 30, 0, 10_080),
             prometheus_gateway=_get(env, "PROMETHEUS_GATEWAY"),
-            pagerduty_routing_key=_get(env, "PAGERDUTY_ROUTING_KEY"),
-            pagerduty_events_url=_get(env, "PAGERDUTY_EVENTS_URL")
-            or "https://events.pagerduty.com/v2/enqueue",
+            pagerduty_routing_key=routing_key,
+            pagerduty_events_url=events_url,
             api_key=_get(env, "DRIFT_MONITOR_API_KEY"),
             admin_key=_get(env, "DRIFT_MONITOR_ADMIN_KEY"),
             google_id_token_audience=audience,
@@ -215,6 +217,24 @@ class Settings:
             google_id_token_certs_url=certs_url,
             environment=environment,
         )
+
+
+def _check_pagerduty(routing_key: str | None, events_url: str, environment: str) -> None:
+    """What the PagerDuty channel refuses when it is built, refused here at start-up instead."""
+    if routing_key is None:
+        return
+    if len(routing_key) != 32:
+        # Never echo the value: it is a secret even when it is malformed.
+        raise ConfigError("PAGERDUTY_ROUTING_KEY must be a 32-character integration key")
+    from drift_monitor.adapters.url_safety import UrlPolicy, validate_webhook_url
+    from drift_monitor.domain.errors import ValidationError
+
+    try:
+        validate_webhook_url(
+            events_url, UrlPolicy.for_environment(environment), field="PAGERDUTY_EVENTS_URL"
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"PAGERDUTY_EVENTS_URL={events_url!r} {exc.message}") from exc
 
 
 # Every variable from_env reads; docs and Terraform are checked against this list.

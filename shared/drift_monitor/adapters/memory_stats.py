@@ -196,3 +196,8 @@ class MemoryDimensionRegistry:
     def model_dimension(self, model_id: str) -> int | None:
         with self._lock:
             return self._dims.get(model_id)
+
+    def set_dimension(self, model_id: str, dimension: int) -> None:
+        """Record ``dimension`` whatever is held (the database's value, restored)."""
+        with self._lock:
+            self._dims[model_id] = dimension

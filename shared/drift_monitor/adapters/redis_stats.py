@@ -326,3 +326,8 @@ class RedisDimensionRegistry:
         with _transient():
             current = self.client.get(self._key(model_id))
         return None if current is None else int(current)
+
+    def set_dimension(self, model_id: str, dimension: int) -> None:
+        """Record ``dimension`` whatever is cached (the database's value, restored)."""
+        with _transient():
+            self.client.set(self._key(model_id), dimension)

@@ -113,10 +113,50 @@ def _split(url: object, field: str) -> SplitResult:
 
 
 def _literal_ip(host: str) -> IPAddress | None:
+    """The address a literal host names, including every numeric form ``inet_aton`` accepts.
+
+    Resolvers and HTTP clients pass ``0x7f000001``, ``2130706433``, ``127.1``,
+    ``017700000001`` or ``0`` to ``inet_aton``, which reads them as IPv4 addresses; so do we.
+    """
     try:
         return ipaddress.ip_address(host)
     except ValueError:
+        return _inet_aton(host)
+
+
+def _inet_aton_part(text: str) -> int | None:
+    if text[:2].lower() == "0x":
+        digits, base, allowed = text[2:], 16, "0123456789abcdefABCDEF"
+    elif len(text) > 1 and text.startswith("0"):
+        digits, base, allowed = text[1:], 8, "01234567"
+    else:
+        digits, base, allowed = text, 10, "0123456789"
+    if not digits or any(c not in allowed for c in digits):
         return None
+    return int(digits, base)
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """``a``, ``a.b``, ``a.b.c`` or ``a.b.c.d`` in decimal, octal or hex; else None (a name)."""
+    pieces = host.split(".")
+    if not 1 <= len(pieces) <= 4 or not all(pieces):
+        return None
+    numbers = [_inet_aton_part(piece) for piece in pieces]
+    if any(n is None for n in numbers):
+        return None
+    values = [n for n in numbers if n is not None]
+    *leading, last = values
+    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(values)):
+        return None
+    address = 0
+    for n in leading:
+        address = address << 8 | n
+    return ipaddress.IPv4Address(address << 8 * (5 - len(values)) | last)
+
+
+def _names_local_host(host: str) -> bool:
+    """``localhost``, ``*.localhost`` and single-label names (resolved by search domains)."""
+    return host == "localhost" or host.endswith(".localhost") or "." not in host
 
 
 def _is_loopback(ip: IPAddress) -> bool:
@@ -180,6 +220,12 @@ def validate_webhook_url(url: object, policy: UrlPolicy, field: str = "alert_web
     literal = _literal_ip(host)
     if literal is not None:
         check_address(literal, policy, field)
+    elif not policy.allow_loopback and _names_local_host(host):
+        raise UnsafeURLError(
+            f"names the local or single-label host {host!r}, refused in production: "
+            "use a fully qualified public name",
+            field,
+        )
     if scheme == "http":
         loopback_host = host == "localhost" or (literal is not None and _is_loopback(literal))
         if not (policy.allow_loopback and loopback_host):

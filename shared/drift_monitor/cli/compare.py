@@ -1,7 +1,8 @@
 """``drift-monitor compare REFERENCE.npy CURRENT.npy``: run the drift tests on two files.
 
 Exit status: 0 whether or not drift is found (3 with ``--fail-on-drift`` when it is),
-2 for unusable input (one line on stderr saying what is wrong).
+2 for unusable input (one line on stderr saying what is wrong); ``--help`` lists them and
+``--explain`` adds a legend of the columns.
 """
 
 from __future__ import annotations
@@ -57,6 +58,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fail-on-drift", action="store_true", help="exit with status 3 when drift is detected"
     )
+    parser.add_argument(
+        "--explain", action="store_true", help="print what each column and number means"
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_STATUSES
+
+
+EXIT_STATUSES = """exit status:
+  0  the comparison ran (drift or not, unless --fail-on-drift)
+  2  unusable input: a missing or unreadable file, a wrong shape, a bad option
+     (one line on stderr says what is wrong)
+  3  drift detected and --fail-on-drift given"""
+
+LEGEND = """legend:
+  kl_divergence  mean KL(current || reference) over per-dimension histograms, bias-corrected;
+                 [lo, hi] is its bootstrap confidence interval (95 %)
+  psi            population stability index over the same histograms
+  statistic      the test's statistic: A^2 (ad), MMD^2 (mmd), K-S D (ks), ...
+  p_value        the test's family p-value, corrected over dimensions: compare it with the
+                 test's share of alpha (the "level" in --json); null for psi and kl
+  effect         the practical size of the change: ad/ks the Wasserstein shift in typical
+                 dimension spreads, mmd MMD^2 itself, psi/kl their value
+  floor          the effect a change must reach to count as drift (the practical floor)
+  drift          yes only when the test is significant AND its effect reaches the floor
+  D              a dimension's K-S distance: the largest gap between the two CDFs (0 to 1)"""
 
 
 def load_matrix(path_text: str, role: str) -> np.ndarray:
@@ -110,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), allow_nan=False))
     else:
         print(format_report(report))
+        if args.explain:
+            print(LEGEND)
     if report.drift_detected and args.fail_on_drift:
         return EXIT_DRIFT
     return EXIT_OK
@@ -125,8 +153,12 @@ def _fmt(value: Any) -> str:
 
 def format_report(report: DriftReport) -> str:
     """Human-readable report: verdict, one line per test, top dimensions, quality notes."""
+    verdict = "DRIFT" if report.drift_detected else "no drift"
+    summary = report.summary
+    if summary.lower().startswith(verdict.lower()):  # "no drift: no drift" said it twice
+        summary = summary[len(verdict) :].lstrip(":; ")
     lines = [
-        f"{'DRIFT' if report.drift_detected else 'no drift'}: {report.summary}",
+        f"{verdict}: {summary}" if summary else verdict,
         f"reference {report.n_reference} x {report.dimension}, current {report.n_current} x "
         f"{report.dimension}, alpha {report.alpha:g} ({report.correction})",
     ]
@@ -136,8 +168,8 @@ def format_report(report: DriftReport) -> str:
     lines.append(f"{'test':<11}{'statistic':>12}{'p_value':>12}{'effect':>10}{'floor':>9}  drift")
     for name, t in report.tests.items():
         lines.append(
-            f"{name:<11}{_fmt(t.statistic):>12}{_fmt(t.p_value):>12}"
-            f"{_fmt(t.effect_size):>10}{_fmt(t.effect_threshold):>9}  {'yes' if t.drift else 'no'}"
+            f"{name:<11}{_fmt(t.statistic):>12} {_fmt(t.p_value):>11} "
+            f"{_fmt(t.effect_size):>9} {_fmt(t.effect_threshold):>8}  {'yes' if t.drift else 'no'}"
         )
     if report.top_dimensions:
         top = ", ".join(

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         model_id = check_model_id(args.model_id)
         c = bootstrap.sql_container()
-        vectors = rebuild_stats(model_id, c.repository, c.stats, args.start, args.end)
+        vectors = rebuild_stats(
+            model_id, c.repository, c.stats, args.start, args.end, registry=c.registry
+        )
     except DriftMonitorError as exc:
         print(f"error: {exc}")
         return 1

@@ -9,7 +9,9 @@ set, and an in-process bus in place of Pub/Sub. Migrations run before the port o
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +20,7 @@ from types import FrameType
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from drift_monitor import bootstrap, logs
-from drift_monitor.config import Settings
+from drift_monitor.config import ConfigError, Settings
 
 NAME = "serve"
 HELP = "Run ingest, statistics, detection and the API locally (SQLite, in-process bus)."
@@ -70,7 +72,11 @@ def _redacted(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"drift-monitor serve: error: {exc}", file=sys.stderr)
+        return 2
     if args.data_dir is not None:
         settings = replace(settings, data_dir=args.data_dir)
     settings = replace(settings, data_dir=Path(settings.data_dir).resolve())
@@ -81,13 +87,29 @@ def run(args: argparse.Namespace) -> int:
     from drift_monitor.entrypoints import auth
     from drift_monitor.entrypoints.app import create_app
 
-    server = make_server(
-        args.host,
-        args.port,
-        create_app(container),
-        threaded=True,
-        request_handler=JsonRequestHandler,
-    )
+    try:
+        server = make_server(
+            args.host,
+            args.port,
+            create_app(container),
+            threaded=True,
+            request_handler=JsonRequestHandler,
+        )
+    except (OSError, SystemExit) as exc:
+        # werkzeug reports a port in use on stderr and exits; anything else propagates.
+        if container.engine is not None:
+            container.engine.dispose()
+        bootstrap.set_container(None)
+        if isinstance(exc, OSError) and exc.errno != errno.EADDRINUSE:
+            raise
+        other = args.port + 1 if 0 < args.port < 65535 else 8081
+        print(
+            f"drift-monitor serve: error: port {args.port} on {args.host} is in use (another "
+            f"drift-monitor?); pick another: PORT={other} ./scripts/serve, or "
+            f"drift-monitor serve --port {other}",
+            file=sys.stderr,
+        )
+        return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{server.port}"
     logs.log(
@@ -105,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from drift_monitor.entrypoints.detect_http import Schedule
 
     schedule = Schedule(container, args.detect_every).start() if args.detect_every > 0 else None
+    container.schedule = schedule
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         logs.log("INFO", f"received {signal.Signals(signum).name}, shutting down")

@@ -15,15 +15,16 @@ from drift_monitor.domain.errors import ValidationError
 Vectors = npt.NDArray[np.float32]
 
 # A model id appears in URLs, Redis keys, metric labels and SQL rows: keep it boring.
-MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]|/(?!/)){0,127}$")
-BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Both are matched with ``fullmatch``: ``$`` alone also matches before a trailing newline.
+MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]|/(?!/)){0,127}")
+BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def check_model_id(value: object) -> str:
     """Return ``value`` if it is a valid model id, else raise :class:`ValidationError`."""
     if not isinstance(value, str) or not value:
         raise ValidationError("model_id", "is required and must be a non-empty string", 422)
-    if not MODEL_ID_PATTERN.match(value) or value.endswith("/") or ".." in value:
+    if not MODEL_ID_PATTERN.fullmatch(value) or value.endswith("/") or ".." in value:
         raise ValidationError(
             "model_id",
             "must be 1-128 characters of letters, digits, '.', '_', '-' or single '/', "
@@ -35,7 +36,7 @@ def check_model_id(value: object) -> str:
 
 def check_batch_id(value: object) -> str:
     """Return ``value`` if it is a valid client batch id, else raise :class:`ValidationError`."""
-    if not isinstance(value, str) or not BATCH_ID_PATTERN.match(value):
+    if not isinstance(value, str) or not BATCH_ID_PATTERN.fullmatch(value):
         raise ValidationError(
             "batch_id",
             "must be 1-128 characters of letters, digits, '.', '_', ':' or '-', "

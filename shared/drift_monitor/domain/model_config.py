@@ -45,6 +45,10 @@ DEFAULT_FALSE_ALARM_INTERVAL_DAYS = 365.0
 MIN_FALSE_ALARM_INTERVAL_DAYS = 1.0
 MAX_FALSE_ALARM_INTERVAL_DAYS = 36_500.0
 MAX_WINDOW_MINUTES = 7 * 24 * 60.0
+# Below these a window holds no data and a baseline refreshes on every run, silently. Ten
+# seconds still lets the demo and the end-to-end tests run a whole drift cycle in a minute.
+MIN_WINDOW_MINUTES = 10 / 60
+MIN_BASELINE_REFRESH_HOURS = 1 / 60
 MAX_SAMPLES_LIMIT = 100_000
 
 # Checks a webhook URL without network access; raises ValidationError. Supplied by the
@@ -75,6 +79,12 @@ def _number(name: str, value: object, lo: float, hi: float, *, lo_open: bool = T
     if not low_ok or number > hi:
         bracket = "(" if lo_open else "["
         raise ValidationError(name, f"must be in {bracket}{lo:g}, {hi:g}], got {number:g}")
+    return number
+
+
+def _at_least(name: str, number: float, minimum: float, spoken: str) -> float:
+    if number < minimum - 1e-6:  # the OpenAPI document rounds the minimum down
+        raise ValidationError(name, f"must be at least {minimum:.4g} ({spoken}), got {number:g}")
     return number
 
 
@@ -289,9 +299,13 @@ def _validate_field(name: str, value: object, url_check: UrlCheck | None) -> Any
             raise ValidationError(name, "must be at most 2048 characters")
         return (url_check or basic_url_check)(value.strip())
     if name == "baseline_refresh_hours":
-        return _number(name, value, 0.0, 24.0 * 366)
+        return _at_least(
+            name, _number(name, value, 0.0, 24.0 * 366), MIN_BASELINE_REFRESH_HOURS, "one minute"
+        )
     if name == "current_window_minutes":
-        return _number(name, value, 0.0, MAX_WINDOW_MINUTES)
+        return _at_least(
+            name, _number(name, value, 0.0, MAX_WINDOW_MINUTES), MIN_WINDOW_MINUTES, "10 seconds"
+        )
     if name == "min_samples":
         return _integer(name, value, 2, MAX_SAMPLES_LIMIT)
     if name == "max_samples":

@@ -49,16 +49,55 @@ class Limits:
     max_request_bytes: int = 32 * 1024 * 1024
     max_future_seconds: int = 300
     embedding_dimension: int | None = None
+    # Horizons a batch's timestamp is compared with, for the 202's warnings (0: none).
+    retention_days: int = 0
+    historical_window_days: int = 0
+    stats_horizon_seconds: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
         """Build from :class:`drift_monitor.config.Settings` (``BATCH_SIZE`` etc.)."""
+        historical = int(getattr(settings, "historical_window_days", 0) or 0)
         return cls(
             batch_size=settings.batch_size,
             max_request_bytes=settings.max_request_bytes,
             max_future_seconds=settings.max_future_seconds,
             embedding_dimension=settings.embedding_dimension,
+            retention_days=int(getattr(settings, "batch_retention_days", 0) or 0),
+            historical_window_days=historical,
+            # as bootstrap.stats_retention_seconds: at least a week, as long as detection looks
+            stats_horizon_seconds=max(7 * 86_400, historical * 86_400),
         )
+
+
+def timestamp_warnings(timestamp: datetime, now: datetime, limits: Limits) -> list[str]:
+    """What will happen to a batch dated ``timestamp``, when that is not simply "it is used".
+
+    A batch is accepted whatever its age, but one dated before a horizon is deleted, left out
+    of the running statistics, or read by no rolling window; the client is told so.
+    """
+    age = now - timestamp
+    days = age.total_seconds() / 86_400
+    warnings: list[str] = []
+    if limits.retention_days and age > timedelta(days=limits.retention_days):
+        warnings.append(
+            f"is {days:.1f} days old, beyond BATCH_RETENTION_DAYS={limits.retention_days}: "
+            "the batch is stored, then deleted by the next prune unless a baseline window "
+            "covers it"
+        )
+    if limits.stats_horizon_seconds and age.total_seconds() > limits.stats_horizon_seconds:
+        warnings.append(
+            f"is {days:.1f} days old, before the statistics horizon of "
+            f"{limits.stats_horizon_seconds / 86_400:g} days: it is not folded into the "
+            "running statistics"
+        )
+    if limits.historical_window_days and age > timedelta(days=limits.historical_window_days):
+        warnings.append(
+            f"is {days:.1f} days old, older than HISTORICAL_WINDOW_DAYS="
+            f"{limits.historical_window_days}: no current window or rolling baseline reads "
+            "it; only a pinned baseline covering it will"
+        )
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -280,6 +319,8 @@ def parse_npy(body: bytes, limits: Limits) -> Vectors:
 
 
 def _check_shape(rows: int, dimension: int, limits: Limits) -> None:
+    if rows < 0 or dimension < 0:
+        raise ValidationError("embeddings", f"shape ({rows}, {dimension}) has a negative size")
     if rows == 0:
         raise ValidationError("embeddings", "batch is empty: send at least one vector")
     if rows > limits.batch_size:
@@ -338,6 +379,9 @@ def _json_fields(body: bytes) -> dict[str, Any]:
             ) from exc
         except (ValueError, UnicodeDecodeError):
             raise ValidationError("body", f"malformed JSON: {exc}", 400) from exc
+        except RecursionError:
+            # orjson stops at 1024 levels; the stdlib parser runs out of stack instead.
+            raise ValidationError("body", f"malformed JSON: {exc}", 400) from None
         raise ValidationError("embeddings", f"contains a non-finite value: {exc}") from exc
     if not isinstance(document, dict):
         raise ValidationError("body", "JSON body must be an object", 400)

@@ -3,7 +3,9 @@
 =======  ======================================  =====  =====================================
 method   path                                    key    what
 =======  ======================================  =====  =====================================
-GET      /drift/status/{model_id}                api    latest result (404 unknown model)
+GET      /drift/status/{model_id}                api    latest result; ``insufficient_data`` with
+                                                       window counts before a decision (404
+                                                       unknown model)
 GET      /drift/history/{model_id}?since=&limit=  api    past results, newest first
 GET      /models                                 api    models with their last status
 GET      /models/{model_id}/config               api    effective configuration
@@ -184,9 +186,36 @@ def get_status(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
     model_id = check_model_id(values["model_id"])
     _require_model(c, model_id)
     latest = c.monitor.latest_result(model_id)
+    if latest is not None and _attr(latest, "status") != "insufficient_data":
+        return json_response(status_document(latest))
+    # A known model without a decision: 200 with what its windows hold and what they need.
+    from drift_monitor.service import status
+
+    config = current_config(c, model_id)
     if latest is None:
-        raise NotFound(f"model {model_id!r} has no detection result yet")
-    return json_response(status_document(latest))
+        doc = status.pending_status(
+            model_id,
+            repository=c.repository,
+            monitor=c.monitor,
+            config=config,
+            settings=c.settings,
+            now=_now(c),
+        )
+    else:
+        doc = status_document(latest)
+    from drift_monitor.service.detection import warmup_vectors
+
+    schedule = getattr(c, "schedule", None)
+    next_run = getattr(schedule, "next_run", None)
+    doc = status.explain_insufficient(
+        doc,
+        repository=c.repository,
+        model_id=model_id,
+        min_samples=config.min_samples,
+        warmup_vectors=warmup_vectors(config),
+        next_check_at=iso(next_run) if isinstance(next_run, datetime) else None,
+    )
+    return json_response(doc)
 
 
 def get_history(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
@@ -308,7 +337,9 @@ def rebuild(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
     _require_model(c, model_id)
     from drift_monitor.service.rebuild import rebuild_stats
 
-    folded = rebuild_stats(model_id, c.repository, c.stats, start=start, end=end)
+    folded = rebuild_stats(
+        model_id, c.repository, c.stats, start=start, end=end, registry=c.registry
+    )
     logs.log("INFO", "statistics rebuilt", model_id=model_id, folded=folded)
     return json_response({"model_id": model_id, "folded": folded})
 

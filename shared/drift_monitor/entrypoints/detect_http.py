@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -169,10 +169,12 @@ class Schedule:
         self.container = container
         self.every = every
         self.runs = 0
+        self.next_run: datetime | None = None  # when the loop wakes next (UTC)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drift-detect", daemon=True)
 
     def start(self) -> Schedule:
+        self.next_run = datetime.now(UTC) + timedelta(seconds=self.every)
         self._thread.start()
         logs.log("INFO", f"detection runs every {self.every:g} s", every_seconds=self.every)
         return self
@@ -193,6 +195,7 @@ class Schedule:
                          statuses=statuses)  # fmt: skip
             except Exception as exc:  # keep the schedule alive through storage hiccups
                 logs.log("ERROR", f"scheduled detection failed: {exc}")
+            self.next_run = datetime.now(UTC) + timedelta(seconds=self.every)
 
 
 def register(app: Flask, container: Any) -> None:

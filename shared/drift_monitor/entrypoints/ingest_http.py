@@ -85,6 +85,7 @@ def _handle(request: Request, container: Any) -> Response:
         batch_id=result.batch_id,
         accepted=result.accepted,
         parts=result.parts,
+        warnings=list(result.warnings),
     )
     return json_response(result.to_dict(), 202)
 

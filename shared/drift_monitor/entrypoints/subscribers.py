@@ -71,7 +71,7 @@ def process(
         batch_id=part.batch_id,
         part=part.part,
         count=part.count,
-        duplicate=not done,
+        skipped=not done,  # seen before, or dated before the statistics horizon
     )
     return done
 

@@ -24,14 +24,26 @@ from drift_monitor.service.ports import (
 
 @dataclass(frozen=True)
 class Accepted:
-    """What the ingest endpoint answers with 202."""
+    """What the ingest endpoint answers with 202.
+
+    ``warnings`` (only present when non-empty) say what will happen to a batch dated before
+    a horizon: ``[{"field": "timestamp", "message": ...}]``.
+    """
 
     batch_id: str
     accepted: int
     parts: int
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return {"batch_id": self.batch_id, "accepted": self.accepted, "parts": self.parts}
+        doc: dict[str, object] = {
+            "batch_id": self.batch_id,
+            "accepted": self.accepted,
+            "parts": self.parts,
+        }
+        if self.warnings:
+            doc["warnings"] = [{"field": "timestamp", "message": m} for m in self.warnings]
+        return doc
 
 
 def validate_batch(
@@ -77,6 +89,7 @@ def accept_batch(
     TransientError
         The broker did not confirm every message; the client should retry (same batch_id).
     """
+    now = now or datetime.now(UTC)
     batch = validate_batch(request, limits=limits, registry=registry, now=now)
     established = registry.claim_dimension(batch.model_id, batch.dimension)
     validation.check_dimension(batch.vectors, established, source="established by its first batch")
@@ -89,7 +102,8 @@ def accept_batch(
         max_bytes=max_message_bytes,
     )
     publisher.publish([envelope.encode(part) for part in parts])
-    return Accepted(batch.batch_id, batch.count, len(parts))
+    warnings = validation.timestamp_warnings(batch.timestamp, now, limits)
+    return Accepted(batch.batch_id, batch.count, len(parts), tuple(warnings))
 
 
 def check_part_dimension(

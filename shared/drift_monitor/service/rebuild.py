@@ -11,7 +11,8 @@ import logging
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from drift_monitor.service.ports import BatchRepository, StatsStore
+from drift_monitor.service.dimensions import DurableDimensions
+from drift_monitor.service.ports import BatchRepository, DimensionRegistry, StatsStore
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,12 @@ def rebuild_stats(
     store: StatsStore,
     start: datetime | None = None,
     end: datetime | None = None,
+    registry: DimensionRegistry | None = None,
 ) -> int:
     """Clear the model's statistics in ``[start, end)`` and fold the stored parts again.
+
+    A cached dimension registry (:class:`DurableDimensions`) is first restored from the
+    database, so a rebuild also repairs the model's dimension after a flush.
 
     Buckets are indivisible, so the range is first widened to whole buckets
     (``store.align``) and every part in the widened range is refolded; without ``start`` and
@@ -55,12 +60,16 @@ def rebuild_stats(
         The statistics store to rebuild.
     start, end
         Optional time range; parts older than the store's retention are skipped.
+    registry
+        The ingest dimension registry; restored from ``repository`` when it is a cache.
 
     Returns
     -------
     int
         Number of vectors folded.
     """
+    if isinstance(registry, DurableDimensions):
+        registry.restore(model_id)
     if isinstance(store, RangedStatsStore):
         start, end = store.align(start, end)
         store.clear(model_id, start, end)

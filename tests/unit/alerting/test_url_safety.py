@@ -162,3 +162,58 @@ def test_check_address_unwraps_nat64() -> None:
     with pytest.raises(UnsafeURLError, match="private"):
         check_address(ipaddress.ip_address("64:ff9b::a00:1"), PROD)  # 10.0.0.1
     check_address(ipaddress.ip_address("8.8.8.8"), PROD)
+
+
+# Numeric host forms that inet_aton (and so resolvers and HTTP clients) read as IPv4 addresses,
+# and loopback or single-label names: refused when the configuration is saved, not at send time.
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://localhost/hook", "local"),
+        ("https://localhost./hook", "local"),
+        ("https://api.localhost/hook", "local"),
+        ("https://0x7f000001/hook", "loopback"),
+        ("https://2130706433/hook", "loopback"),
+        ("https://127.1/hook", "loopback"),
+        ("https://127.0.1/hook", "loopback"),
+        ("https://017700000001/hook", "loopback"),
+        ("https://0x7f.0.0.1/hook", "loopback"),
+        ("https://0177.0.0.01/hook", "loopback"),
+        ("https://0/hook", "unspecified"),
+        ("https://0xa9fea9fe/", "metadata"),
+        ("https://10.1/hook", "private"),
+        ("https://intranet/hook", "single-label"),
+    ],
+)
+def test_production_refuses_numeric_and_local_host_forms_at_configuration(
+    url: str, reason: str
+) -> None:
+    with pytest.raises(UnsafeURLError) as info:
+        validate_webhook_url(url, PROD)
+    assert reason in info.value.message
+
+
+@pytest.mark.parametrize(
+    "host", ["0x7f000001", "2130706433", "127.1", "017700000001", "0177.0.0.1", "0x7f.1"]
+)
+def test_numeric_forms_parse_as_inet_aton_does(host: str) -> None:
+    import socket
+
+    from drift_monitor.adapters.url_safety import _literal_ip
+
+    assert _literal_ip(host) == ipaddress.IPv4Address(socket.inet_aton(host))
+
+
+@pytest.mark.parametrize(
+    "host", ["256.1.1.1", "1.2.3.4.5", "0x", "08.1.1.1", "1..2", "4294967296", "example.com"]
+)
+def test_non_numeric_or_overflowing_hosts_are_not_addresses(host: str) -> None:
+    from drift_monitor.adapters.url_safety import _inet_aton
+
+    assert _inet_aton(host) is None
+
+
+def test_local_mode_accepts_numeric_loopback_but_not_unspecified() -> None:
+    assert validate_webhook_url("http://2130706433:9000/x", LOCAL)
+    with pytest.raises(UnsafeURLError, match="unspecified"):
+        validate_webhook_url("https://0/x", LOCAL)

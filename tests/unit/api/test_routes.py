@@ -67,10 +67,27 @@ def test_status_unknown_model_is_404(api: Api) -> None:
     assert response.json["error"]["field"] == "model_id"
 
 
-def test_status_known_model_without_results_is_404_with_reason(seeded: Api) -> None:
+def test_status_known_model_without_results_says_what_it_needs(seeded: Api) -> None:
     response = seeded.client.get("/drift/status/org/encoder", headers=API)
-    assert response.status_code == 404
-    assert "no detection result yet" in response.json["error"]["message"]
+    assert response.status_code == 200, response.json
+    doc = response.json
+    assert doc["status"] == "insufficient_data" and doc["drift_detected"] is False
+    assert doc["samples"]["baseline"] == 40 and doc["samples"]["current"] == 30
+    assert doc["needed"] == {
+        "baseline": 460,  # warm-up: max(2 min_samples, 500) baseline vectors
+        "current": 70,
+        "min_samples": 100,
+        "warmup_vectors": 500,
+    }
+    assert "no detection run" in doc["reason"]
+    assert doc["windows"]["current"]["end"] == hours_ago(0)
+    # The product description's client prints f"{status['kl_divergence']:.4f}".
+    assert isinstance(doc["kl_divergence"], float) and doc["kl_divergence"] >= 0
+    assert f"{doc['kl_divergence']:.4f}"
+    assert doc["kl_divergence_basis"].startswith("preview")
+    assert doc["next_check"] is None  # no embedded schedule in this app
+    assert seeded.container.monitor.latest_result("org/encoder") is None  # nothing written
+    assert seeded.container.monitor.get_baseline("org/encoder") is None
 
 
 def test_status_invalid_model_id_is_422(api: Api) -> None:

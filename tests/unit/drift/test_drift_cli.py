@@ -138,3 +138,33 @@ def test_console_command_in_a_subprocess(files: dict[str, Path]) -> None:
     )
     assert proc.returncode == 3, proc.stderr
     assert json.loads(proc.stdout)["drift_detected"] is True
+
+
+def test_no_drift_verdict_is_said_once_and_explain_adds_a_legend(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = _run(capsys, str(files["ref"]), str(files["same"]), "--explain")
+    assert status == 0
+    first = out.splitlines()[0]
+    assert first.startswith("no drift") and first.count("no drift") == 1
+    legend = out[out.index("legend:") :]
+    for word in ("kl_divergence", "psi", "floor", "effect", "D ", "[lo, hi]"):
+        assert word in legend
+    _, plain, _ = _run(capsys, str(files["ref"]), str(files["same"]))
+    assert "legend:" not in plain
+
+
+def test_help_lists_exit_statuses_and_version_is_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["compare", "--help"])
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit status:" in out
+    for code in ("0", "2", "3"):
+        assert f"\n  {code}  " in out
+    with pytest.raises(SystemExit) as raised:
+        main(["--version"])
+    assert raised.value.code == 0
+    assert capsys.readouterr().out.startswith("drift-monitor 0.")
