@@ -77,9 +77,13 @@ def traffic() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return nouns, (rng.normal(size=(1000, 32)) + 0.6).astype(np.float32)
 
 
-def drifted(nouns: np.ndarray[Any, Any], verbs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Half nouns, half verbs: a topic shift."""
-    return np.random.default_rng(5).permutation(np.concatenate([nouns, verbs]))
+def drifted(verbs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The traffic turns into another kind (verbs for nouns): a change paged at the first run.
+
+    Smaller shifts page after evidence accumulates over many runs; that is measured in
+    tests/statistical and by ``drift-monitor backtest``, not in these pipeline tests.
+    """
+    return np.random.default_rng(5).permutation(verbs)
 
 
 # --- 1. real services ------------------------------------------------------------------------
@@ -231,12 +235,15 @@ def test_drift_alerting_on_real_services(
     pipe.send(model, nouns[600:900], t0 - timedelta(hours=5, minutes=30))
     same = pipe.check(model, t0 - timedelta(hours=5))
     assert same["status"] == "ok", same
-    assert same["samples"] == {"baseline": 600, "current": 300, "baseline_used": 600,
+    # a young model's baseline is split in half: the reference the window is tested against,
+    # and the calibration part of the novelty evidence
+    assert same["samples"] == {"baseline": 600, "current": 300, "baseline_used": 300,
                                "current_used": 300}  # fmt: skip
+    assert same["evidence"] is not None and same["evidence"] < same["threshold"]
     assert pagerduty_receiver.events == [] and pagerduty_receiver.webhooks() == []
 
     # Drift: exactly one trigger and one webhook call; status shows drift with scores.
-    pipe.send(model, drifted(nouns[900:1050], verbs[:150]), t0 - timedelta(hours=3, minutes=30))
+    pipe.send(model, drifted(verbs[:300]), t0 - timedelta(hours=3, minutes=30))
     drift = pipe.check(model, t0 - timedelta(hours=3))
     assert drift["status"] == "drift" and drift["drift_detected"] is True, drift
     pagerduty_receiver.wait_for(2)
@@ -375,7 +382,7 @@ def test_drift_alerting_through_drift_monitor_serve(
         assert pagerduty_receiver.events == [] and pagerduty_receiver.webhooks() == []
 
         time.sleep(WINDOW_SECONDS + 1)
-        served.send(model, drifted(nouns[900:1050], verbs[:150]), datetime.now(UTC))
+        served.send(model, drifted(verbs[:300]), datetime.now(UTC))
         drift = served.check(model)
         assert drift["status"] == "drift", drift
         pagerduty_receiver.wait_for(2)
