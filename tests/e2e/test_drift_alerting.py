@@ -265,9 +265,14 @@ def test_drift_alerting_on_real_services(
     assert again["status"] == "drift"
     assert len(pagerduty_receiver.events) == 1 and len(pagerduty_receiver.webhooks()) == 1
 
-    # Back to normal: one resolve with the trigger's dedup key.
-    pipe.send(model, nouns[1050:1350], t0 - timedelta(hours=1, minutes=30))
+    # Back to normal: one resolve with the trigger's dedup key. The monitor resolves once the
+    # bet that saw the shift has 100:1 evidence of the baseline's rate: usually after one
+    # window of 600 vectors, in a few per cent of seeds after a second one.
+    pipe.send(model, nouns[1050:1650], t0 - timedelta(hours=1, minutes=30))
     back = pipe.check(model, t0 - timedelta(hours=1))
+    if back["status"] == "drift":
+        pipe.send(model, nouns[1650:2250], t0 - timedelta(minutes=55))
+        back = pipe.check(model, t0 - timedelta(minutes=45))
     assert back["status"] == "ok", back
     pagerduty_receiver.wait_for(4)
     resolves = [e for e in pagerduty_receiver.events if e["event_action"] == "resolve"]
@@ -276,11 +281,15 @@ def test_drift_alerting_on_real_services(
     assert gateway_value(pushgateway_url, "drift_monitor_model_drift_detected", model) == 0.0
 
     # And once more inside the cooldown: still nothing new.
-    pipe.check(model, t0 - timedelta(minutes=50))
+    pipe.check(model, t0 - timedelta(minutes=30))
     time.sleep(0.5)
     assert len(pagerduty_receiver.events) == 2
     history = pipe.api.get(f"/drift/history/{model}", headers=API).json["results"]
-    assert [r["status"] for r in history] == ["ok", "ok", "drift", "drift", "ok"]
+    statuses = [r["status"] for r in reversed(history)]  # oldest first
+    assert statuses in (
+        ["ok", "drift", "drift", "ok", "ok"],
+        ["ok", "drift", "drift", "drift", "ok", "ok"],
+    ), statuses
 
 
 # --- 2. embedded mode through drift-monitor serve ----------------------------------------------
@@ -394,8 +403,11 @@ def test_drift_alerting_through_drift_monitor_serve(
         assert len(pagerduty_receiver.events) == 1
 
         time.sleep(WINDOW_SECONDS + 1)
-        served.send(model, nouns[1050:1350], datetime.now(UTC))
+        served.send(model, nouns[1050:1650], datetime.now(UTC))
         back = served.check(model)
+        if back["status"] == "drift":  # as above: a second window of normal traffic at most
+            served.send(model, nouns[1650:2250], datetime.now(UTC))
+            back = served.check(model)
         assert back["status"] == "ok", back
         pagerduty_receiver.wait_for(4)
         assert [e["event_action"] for e in pagerduty_receiver.events] == ["trigger", "resolve"]

@@ -71,6 +71,9 @@ RUN_STATUS = f"{PREFIX}_run_status"
 RUN_DURATION = f"{PREFIX}_detection_run_duration_seconds"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
 ALERTS_SENT = f"{PREFIX}_alerts_sent"  # exposed as ..._alerts_sent_total
+EVIDENCE = f"{PREFIX}_evidence"
+EVIDENCE_THRESHOLD = f"{PREFIX}_evidence_threshold"
+EVIDENCE_RATIO = f"{PREFIX}_evidence_ratio"
 INGEST_LATENCY = f"{PREFIX}_ingest_latency_seconds"
 PERSIST_LATENCY = f"{PREFIX}_persist_latency_seconds"
 
@@ -104,6 +107,8 @@ class RunMetrics:
     n_current: int | None = None
     drift_detected: bool | None = None
     kl_divergence: float | None = None
+    evidence: float | None = None  # log10 of the sequential monitor's evidence
+    evidence_threshold: float | None = None  # log10 of the evidence that pages
 
     @classmethod
     def from_report(
@@ -116,8 +121,14 @@ class RunMetrics:
         finished_at: datetime | float | None = None,
         n_baseline: int | None = None,
         n_current: int | None = None,
+        monitor: Mapping[str, Any] | None = None,
     ) -> RunMetrics:
-        """Collect the metric values of a run from the statistics engine's report dict."""
+        """Collect the metric values of a run from the statistics engine's report dict.
+
+        ``monitor`` is the sequential monitor's part of the outcome: when given, the model's
+        drift gauge follows the monitor's decision (the status) rather than the window's
+        tests, and its evidence and threshold are exported.
+        """
         report = report or {}
         tests: list[TestMetrics] = []
         raw_tests = report.get("tests")
@@ -140,6 +151,9 @@ class RunMetrics:
         else:
             finished = float(finished_at)
         drift_detected = report.get("drift_detected")
+        monitor = monitor or {}
+        if monitor and status in ("ok", "drift"):
+            drift_detected = status == "drift"
         return cls(
             model_id=model_id,
             status=status,
@@ -150,6 +164,8 @@ class RunMetrics:
             n_current=n_current if n_current is not None else _int(report.get("n_current")),
             drift_detected=None if drift_detected is None else bool(drift_detected),
             kl_divergence=_finite(report.get("kl_divergence")),
+            evidence=_finite(monitor.get("evidence")),
+            evidence_threshold=_finite(monitor.get("threshold")),
         )
 
 
@@ -216,6 +232,23 @@ def run_families(
         )
         kl.add_metric([m], run.kl_divergence)
         families.append(kl)
+    if run.evidence is not None and run.evidence_threshold is not None:
+        for name, text, value in (
+            (EVIDENCE, "Sequential monitor's accumulated evidence of drift, log10.", run.evidence),
+            (
+                EVIDENCE_THRESHOLD,
+                "log10 evidence at which the model pages.",
+                run.evidence_threshold,
+            ),
+            (
+                EVIDENCE_RATIO,
+                "Evidence as a fraction of its threshold (log scale): 1 pages.",
+                run.evidence / run.evidence_threshold if run.evidence_threshold > 0 else 0.0,
+            ),
+        ):
+            family = GaugeMetricFamily(name, text, labels=["model_id"])
+            family.add_metric([m], value)
+            families.append(family)
     samples = GaugeMetricFamily(
         WINDOW_SAMPLES,
         "Embeddings in each window of the latest run.",

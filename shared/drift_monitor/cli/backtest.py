@@ -112,7 +112,7 @@ def _summary(doc: dict[str, Any], every: float) -> str:
     lines = [
         f"model {doc['model_id']}: {summary['runs']} runs every {every:g} min"
         + (f", {runs[0]['at']} to {runs[-1]['at']}" if runs else ""),
-        f"statuses: "
+        "statuses: "
         + ", ".join(
             f"{status} {sum(r['status'] == status for r in runs)}"
             for status in ("ok", "drift", "insufficient_data", "error")
@@ -124,7 +124,5 @@ def _summary(doc: dict[str, Any], every: float) -> str:
         lines.append(f"  {page['at']}  {page['action']}")
     if evidence:
         threshold = next(r["threshold"] for r in runs if r["threshold"] is not None)
-        lines.append(
-            f"evidence (log10): max {max(evidence):.2f} against threshold {threshold:.2f}"
-        )
+        lines.append(f"evidence (log10): max {max(evidence):.2f} against threshold {threshold:.2f}")
     return "\n".join(lines)

@@ -45,11 +45,13 @@ baseline refreshes (a new ``R`` and ``C``) while the evidence carries over, whic
 an e-detector as long as each period's bets are calibrated for it. The measurements in
 ``docs/statistics.md`` check the false-page rate on real streams rather than trust the argument.
 
-Recovery. After a page the monitor watches the bet that paged: a reverse CUSUM of the
-likelihood ratio "baseline rate ``q``" against "half-way to the rate seen during the shift",
-resolving when it reaches :data:`RECOVERY_EVIDENCE` (the recent traffic is 100 times better
-explained by the baseline). While the shift persists that ratio has negative drift, so the
-status stays ``drift`` without flapping.
+Recovery. After a page the monitor watches the bet that saw the shift (the one with the most
+evidence, if that evidence is past the freeze level): a reverse CUSUM of the likelihood ratio
+"baseline rate ``q``" against "half-way to the rate seen during the shift", resolving when it
+reaches :data:`RECOVERY_EVIDENCE` (the recent traffic is 100 times better explained by the
+baseline) and the window's instant check is quiet. While the shift persists that ratio has
+negative drift, so the status stays ``drift`` without flapping. A page no bet saw (the
+window's tests alone) resolves at the first run whose window is quiet.
 """
 
 from __future__ import annotations
@@ -443,10 +445,10 @@ def step(
     triggered = resolved = False
     if not new.alarm and (evidence_fires or window_fires):
         triggered = True
-        new = _open(new, bets, "evidence" if evidence_fires else "window")
+        new = _open(new, bets, "evidence" if evidence_fires else "window", budget)
     elif new.alarm:
         new = _watch_recovery(new, bets, s)
-        if _recovered(new, window_fires, log_mix, budget):
+        if _recovered(new, window_fires):
             resolved = True
             new = replace(
                 new,
@@ -479,14 +481,18 @@ def step(
     )
 
 
-def _open(state: MonitorState, bets: list[Calibrated], cause: str) -> MonitorState:
+def _open(state: MonitorState, bets: list[Calibrated], cause: str, budget: Budget) -> MonitorState:
     best = int(np.argmax(state.log_evidence))
     base = bets[best].rate0
     seen = state.wins[best] / state.scored[best] if state.scored[best] > 0 else base
-    if cause != "evidence" or seen <= base or bets[best].stake <= 0:
+    building = state.log_evidence[best] >= FREEZE_SHARE * budget.log_threshold
+    if not building or seen <= base or bets[best].stake <= 0:
+        # Nothing the bets saw clearly (an instant page on the window's tests): the page
+        # resolves once the window is quiet again.
         return replace(state, alarm=True, cause=cause, recovery_bet=None, recovery_rate=None)
-    # Test recovery against half-way between the baseline rate and the rate seen: robust to
-    # the excursion's rate being an overestimate (it was selected for being large).
+    # Watch the bet that saw the shift; test recovery against half-way between the baseline
+    # rate and the rate seen: robust to the excursion's rate being an overestimate (it was
+    # selected for being large).
     rate = min(base + 0.5 * (seen - base), 0.99)
     return replace(
         state, alarm=True, cause=cause, recovery_bet=best, recovery_rate=rate, recovery_log=0.0
@@ -505,14 +511,12 @@ def _watch_recovery(state: MonitorState, bets: list[Calibrated], s: FloatArray) 
     return replace(state, recovery_log=max(state.recovery_log, 0.0) + llr)
 
 
-def _recovered(state: MonitorState, window_fires: bool, log_mix: float, budget: Budget) -> bool:
+def _recovered(state: MonitorState, window_fires: bool) -> bool:
     if window_fires:
         return False
-    if state.cause == "evidence" and state.recovery_bet is not None:
+    if state.recovery_bet is not None:
         return state.recovery_log >= math.log(RECOVERY_EVIDENCE)
-    # A page from the instant check (or one with no clear bet): resolve once the window no
-    # longer fires and the accumulated evidence is back below the freeze level.
-    return log_mix < FREEZE_SHARE * budget.log_threshold
+    return True  # an instant page with no bet watching: the window is quiet again
 
 
 def next_interval(previous: float | None, observed_minutes: float | None, default: float) -> float:

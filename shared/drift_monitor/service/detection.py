@@ -590,6 +590,7 @@ def run_metrics(outcome: DetectionOutcome) -> Any:
         finished_at=outcome.checked_at,
         n_baseline=outcome.n_baseline,
         n_current=outcome.n_current,
+        monitor=outcome.monitor,
     )
 
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Measure the sequential monitor: false pages per model-month and detection delays.
+
+Streams are timestamped draws (with replacement) from a real corpus of ``../shared/data`` or
+a synthetic one, as ``scripts/make_stream.py`` builds them; a shifted stream mixes another
+corpus in from a chosen hour. Each model starts with a baseline of the traffic's first
+``--baseline-days`` (a full rolling baseline: ``max_samples`` fitting vectors plus
+``CALIBRATION_VECTORS`` calibration vectors, fewer if the days hold fewer) and is then run on
+the schedule with the monitor's own code (``drift.sequential``: scores, bets, e-CUSUM,
+recovery). The instant window check is not part of this loop (its level is the budget's other
+half, ``1 / (2 N)`` per run, and the engine's calibration tests cover it);
+``drift-monitor backtest`` runs the whole production path on a few of the same streams.
+
+    .venv/bin/python scripts/sequential_study.py null --months 1 --rate 120 --every 60
+    .venv/bin/python scripts/sequential_study.py delay --rate 120 --every 60
+    .venv/bin/python scripts/sequential_study.py all       # the tables of docs/statistics.md
+
+Prints Markdown tables. Fixed seeds: the same command prints the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "shared"))
+
+from drift_monitor.drift import sequential as sq  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+FIT = 2000  # the default max_samples
+
+
+def corpus(name: str) -> npt.NDArray[np.float32]:
+    files = {
+        "nouns": "wordnet_noun_minilm384.npy",
+        "verbs": "wordnet_verb_minilm384.npy",
+        "animals": "wordnet_animal_minilm384.npy",
+        "debian": "debian_package_minilm384.npy",
+        "docstrings": "python_docstring_minilm384.npy",
+    }
+    if name == "gaussian":
+        rng = np.random.default_rng(7)
+        x = rng.normal(size=(5000, 64)) * np.linspace(1.0, 0.2, 64)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    if name == "gaussian-shifted":
+        x = corpus("gaussian").astype(np.float64)
+        x[:, :4] += 0.15
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return np.load(DATA / files[name]).astype(np.float32)
+
+
+@dataclass
+class Outcome:
+    triggers: list[float]  # hours (from the shift when there is one)
+    resolves: list[float]
+    hours: float
+
+
+def simulate(
+    base: npt.NDArray[np.float32],
+    other: npt.NDArray[np.float32] | None,
+    *,
+    mix: float,
+    shift_at: float | None,
+    back_at: float | None,
+    hours: float,
+    rate: float,
+    every: float,
+    seed: int,
+    days: float = 365.0,
+    baseline_days: float = 7.0,
+) -> Outcome:
+    """One model: a baseline from the stream's first days, then the monitor on the schedule."""
+    rng = np.random.default_rng(seed)
+    n_base = int(min(rate * 24 * baseline_days, FIT + sq.CALIBRATION_VECTORS))
+    baseline = base[rng.integers(0, base.shape[0], size=n_base)]
+    reference = sq.fit_reference(baseline, seed, fit_size=FIT)
+    state = sq.MonitorState().with_calibration(reference.calibration_scores())
+    budget = sq.Budget(days, every)
+    triggers: list[float] = []
+    resolves: list[float] = []
+    runs = int(hours * 60 / every)
+    for i in range(runs):
+        hour = (i + 1) * every / 60.0
+        n = int(rng.poisson(rate * every / 60.0))
+        rows = base[rng.integers(0, base.shape[0], size=n)]
+        live = (
+            other is not None
+            and shift_at is not None
+            and hour > shift_at
+            and (back_at is None or hour <= back_at)
+        )
+        if live and other is not None:
+            swap = rng.random(n) < mix
+            rows[swap] = other[rng.integers(0, other.shape[0], size=int(swap.sum()))]
+        result = sq.step(state, reference.score(rows), budget=budget, window_fires=False)
+        state = result.state
+        if result.triggered:
+            triggers.append(hour - (shift_at or 0.0))
+        if result.resolved:
+            resolves.append(hour - (back_at if back_at is not None else 0.0))
+    return Outcome(triggers, resolves, hours)
+
+
+def poisson_upper(k: int, level: float = 0.95) -> float:
+    """Upper ``level`` confidence bound of a Poisson mean after observing ``k`` events."""
+    from scipy import stats
+
+    return float(stats.chi2.ppf(level, 2 * (k + 1)) / 2)
+
+
+def null_table(corpora: list[str], months: int, rates: list[float], everies: list[float]) -> None:
+    print(
+        "| corpus | vectors/h | every | model-months | false pages | per model-year (95% upper) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name in corpora:
+        base = corpus(name)
+        for rate in rates:
+            for every in everies:
+                pages = 0
+                for m in range(months):
+                    out = simulate(base, None, mix=0, shift_at=None, back_at=None,
+                                   hours=720, rate=rate, every=every, seed=1000 + m)  # fmt: skip
+                    pages += len(out.triggers)
+                years = months / 12
+                print(
+                    f"| {name} | {rate:g} | {every:g} min | {months} | {pages} | "
+                    f"{pages / years:.2f} ({poisson_upper(pages) / years:.1f}) |",
+                    flush=True,
+                )
+
+
+SHIFTS = (("debian", "docstrings"), ("nouns", "verbs"), ("gaussian", "gaussian-shifted"))
+
+
+def delay_table(rates: list[float], every: float, seeds: int, mixes: list[float]) -> None:
+    print("| base | mixed in | vectors/h | share | paged | delay h (median, max) | "
+          "pages before the shift | triggers per shift | resolved after return, h |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    shift_at, back_at, hours = 48.0, 48.0 + 96.0, 48.0 + 96.0 + 48.0
+    for base_name, other_name in SHIFTS:
+        base, other = corpus(base_name), corpus(other_name)
+        for rate in rates:
+            for mix in mixes:
+                delays, early, per_shift, back = [], 0, [], []
+                for s in range(seeds):
+                    out = simulate(base, other, mix=mix, shift_at=shift_at, back_at=back_at,
+                                   hours=hours, rate=rate, every=every, seed=2000 + s)  # fmt: skip
+                    early += sum(t <= 0 for t in out.triggers)
+                    during = [t for t in out.triggers if 0 < t <= back_at - shift_at]
+                    per_shift.append(len(during))
+                    if during:
+                        delays.append(during[0])
+                    back += [r for r in out.resolves if r > 0]
+                paged = f"{len(delays)}/{seeds}"
+                delay = f"{np.median(delays):.1f}, {max(delays):.1f}" if delays else "-"
+                resolved = f"{np.median(back):.1f}" if back else "-"
+                print(
+                    f"| {base_name} | {other_name} | {rate:g} | {mix:.0%} | {paged} | {delay} | "
+                    f"{early} | {max(per_shift) if per_shift else 0} | {resolved} |",
+                    flush=True,
+                )
+
+
+def run_cost(rate: float, every: float) -> None:
+    base = corpus("debian")
+    rng = np.random.default_rng(0)
+    reference = sq.fit_reference(base[rng.integers(0, 4000, 10000)], 0, fit_size=FIT)
+    started = time.perf_counter()
+    scores = reference.calibration_scores()
+    fit_cost = time.perf_counter() - started
+    state = sq.MonitorState().with_calibration(scores)
+    rows = base[rng.integers(0, 4000, int(rate * every / 60))]
+    started = time.perf_counter()
+    for _ in range(20):
+        result = sq.step(state, reference.score(rows), budget=sq.Budget(365, every),
+                         window_fires=False)  # fmt: skip
+    per_run = (time.perf_counter() - started) / 20
+    print(f"cost: refit (score {len(scores)} calibration vectors) {fit_cost:.3f} s; "
+          f"per run ({rows.shape[0]} vectors scored) {per_run * 1000:.1f} ms; "
+          f"state {result.state.calibration.nbytes // 1024} KiB calibration + "
+          f"{reference.fit.nbytes // 1024} KiB reference")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["null", "delay", "cost", "all"])
+    parser.add_argument("--months", type=int, default=2)
+    parser.add_argument("--rate", type=float, action="append")
+    parser.add_argument("--every", type=float, action="append")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--corpus", action="append")
+    args = parser.parse_args()
+    rates = args.rate or [120.0]
+    everies = args.every or [60.0]
+    corpora = args.corpus or ["nouns", "debian", "gaussian"]
+    if args.what in ("null", "all"):
+        null_table(corpora, args.months, rates, everies)
+    if args.what in ("delay", "all"):
+        delay_table(rates, everies[0], args.seeds, [0.05, 0.10, 0.25, 1.0])
+    if args.what in ("cost", "all"):
+        run_cost(rates[0], everies[0])
+
+
+if __name__ == "__main__":
+    main()
