@@ -46,13 +46,12 @@ def corpus(name: str) -> npt.NDArray[np.float32]:
         "debian": "debian_package_minilm384.npy",
         "docstrings": "python_docstring_minilm384.npy",
     }
-    if name == "gaussian":
-        rng = np.random.default_rng(7)
-        x = rng.normal(size=(5000, 64)) * np.linspace(1.0, 0.2, 64)
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    if name == "gaussian-shifted":
-        x = corpus("gaussian").astype(np.float64)
-        x[:, :4] += 0.15
+    if name in ("gaussian", "gaussian-other"):
+        # anisotropic unit vectors; "other" uses the same spectrum along other axes: a new
+        # kind of traffic that overlaps the base's support
+        rng = np.random.default_rng(7 if name == "gaussian" else 8)
+        scales = np.linspace(1.0, 0.2, 64)
+        x = rng.normal(size=(5000, 64)) * (scales if name == "gaussian" else scales[::-1])
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     return np.load(DATA / files[name]).astype(np.float32)
 
@@ -139,7 +138,7 @@ def null_table(corpora: list[str], months: int, rates: list[float], everies: lis
                 )
 
 
-SHIFTS = (("debian", "docstrings"), ("nouns", "verbs"), ("gaussian", "gaussian-shifted"))
+SHIFTS = (("debian", "docstrings"), ("nouns", "verbs"), ("gaussian", "gaussian-other"))
 
 
 def delay_table(rates: list[float], every: float, seeds: int, mixes: list[float]) -> None:

@@ -208,14 +208,8 @@ def bootstrap_mean_kl(
 
     def counts(idx: npt.NDArray[np.generic]) -> FloatArray:
         rows = idx.shape[0]
-        # Multinomial(rows, uniform) multiplicities, drawn as counts of uniform row indices
-        # (numpy's multinomial walks every category per draw: far slower for many rows).
-        draws = rng.integers(0, rows, size=(n_bootstrap, rows))
-        offsets = (np.arange(n_bootstrap) * rows)[:, None]
-        weights = (
-            np.bincount((draws + offsets).ravel(), minlength=n_bootstrap * rows)
-            .reshape(n_bootstrap, rows)
-            .astype(np.float32)
+        weights = rng.multinomial(rows, np.full(rows, 1.0 / rows), size=n_bootstrap).astype(
+            np.float32
         )
         out = np.empty((n_bootstrap, idx.shape[1], n_bins))
         for k in range(n_bins):

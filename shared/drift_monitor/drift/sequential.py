@@ -78,7 +78,7 @@ FREEZE_SHARE = 0.25
 CALIBRATION_RISK = 0.05
 # Calibration vectors scored per baseline (beside the fitting part): more of them make the
 # bounds on the null win rates tighter, hence the bets bolder.
-CALIBRATION_VECTORS = 8000
+CALIBRATION_VECTORS = 16000
 # Schedule interval estimate: clamped to [1 minute, 1 day], smoothed over runs.
 MIN_INTERVAL_MINUTES = 1.0
 MAX_INTERVAL_MINUTES = 1440.0
