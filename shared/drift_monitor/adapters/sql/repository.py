@@ -310,7 +310,8 @@ class SqlRepository:
         the parts that contain a chosen position and returns only the chosen rows; PostgreSQL
         cuts each row out of its part with ``substr`` (storage ``EXTERNAL`` lets it fetch only
         the needed TOAST chunks), SQLite reads the chosen rows' bytes by incremental blob I/O
-        (:func:`_sample_by_blob`). So the work is bounded by ``m`` rows plus a scan of the window's part metadata.
+        (:func:`_sample_by_blob`). So the work is bounded by ``m`` rows plus a scan of the
+        window's part metadata.
 
         Returns
         -------
@@ -544,7 +545,7 @@ def _sample_by_blob(
     chosen: Sequence[Row[Any]] = conn.execute(positions).all()
     keys = list(dict.fromkeys((row.batch_id, int(row.part)) for row in chosen))
     rowids: dict[tuple[str, int], int] = {}
-    rowid = literal_column("batch_vectors.rowid")
+    rowid: ColumnElement[int] = literal_column("batch_vectors.rowid")
     for i in range(0, len(keys), FETCH_CHUNK_PARTS):
         chunk = keys[i : i + FETCH_CHUNK_PARTS]
         stmt = select(batch_vectors.c.batch_id, batch_vectors.c.part, rowid).where(
@@ -553,7 +554,7 @@ def _sample_by_blob(
         )
         for batch_id, part, found in conn.execute(stmt):
             rowids[(batch_id, int(part))] = int(found)
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection  # sqlite3.Connection
     row_bytes = 4 * dimension
     out = np.empty((len(chosen), dimension), dtype=np.float32)
     # Read part by part, rows in stored order, into the output slots in sample order.
