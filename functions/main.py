@@ -10,7 +10,7 @@ persist       Pub/Sub ``embeddings``    write the batch to Cloud SQL (idempotent
 stats         Pub/Sub ``embeddings``    fold the batch into Memorystore running statistics
 detect        HTTPS (Scheduler)         ``POST /drift/check[/{model_id}]``: run detection;
                                         with ``?fanout=true`` publish one request per model
-detect_model  Pub/Sub ``embeddings-     check the one model a fan-out request names, once
+check         Pub/Sub ``embeddings-     check the one model a fan-out request names, once
               detect``                  per schedule slot
 api           HTTPS                     operator API: status, history, config, baselines
 ============  ========================  ====================================================
@@ -68,7 +68,7 @@ def detect(request: Request) -> Response:
 
 
 @functions_framework.cloud_event
-def detect_model(event: CloudEvent) -> None:
+def check(event: CloudEvent) -> None:
     detect_fanout.run_model(event)
 
 

@@ -18,7 +18,7 @@ locals {
     detect = { memory = "8Gi", cpu = "2", timeout_seconds = 1800, concurrency = 1, min_instances = 0, max_instances = 3 }
     # One model per message (detection fan-out): at most max_samples rows per window, so a
     # fraction of detect's memory; instances scale with the number of models.
-    detect_model = { memory = "4Gi", cpu = "2", timeout_seconds = 540, concurrency = 1, min_instances = 0, max_instances = 50 }
+    check = { memory = "4Gi", cpu = "2", timeout_seconds = 540, concurrency = 1, min_instances = 0, max_instances = 50 }
     # Reads are light; rebuild-stats refolds a time range from SQL, hence the long timeout.
     api = { memory = "2Gi", cpu = "1", timeout_seconds = 1800, concurrency = 8, min_instances = 0, max_instances = 5 }
   }
@@ -34,9 +34,9 @@ locals {
     persist = "pubsub"
     stats   = "pubsub"
     detect  = "http"
-    # detect_model: the detect topic (local.subscriber_topic)
-    detect_model = "pubsub"
-    api          = "http"
+    # check: the detect topic (local.subscriber_topic)
+    check = "pubsub"
+    api   = "http"
   }
 
   ingress = {
@@ -45,7 +45,7 @@ locals {
     persist = "ALLOW_INTERNAL_ONLY"
     stats   = "ALLOW_INTERNAL_ONLY"
     # Pub/Sub deliveries of the detection fan-out.
-    detect_model = "ALLOW_INTERNAL_ONLY"
+    check = "ALLOW_INTERNAL_ONLY"
     # Cloud Scheduler and Workflows in the same project count as internal callers.
     detect = "ALLOW_INTERNAL_ONLY"
     api    = var.api_ingress
@@ -131,20 +131,20 @@ locals {
     stats   = local.env_common
     detect  = merge(local.env_common, local.env_detection, local.env_tokens_detect)
     # A Pub/Sub subscriber: no HTTP callers, so no ID-token settings.
-    detect_model = merge(local.env_common, local.env_detection)
-    api          = merge(local.env_common, local.env_detection, local.env_tokens_api)
+    check = merge(local.env_common, local.env_detection)
+    api   = merge(local.env_common, local.env_detection, local.env_tokens_api)
   }
 
   # Secret-backed variables per function: env var name => secret resource key in secrets.tf.
   # Every production container opens Redis (bootstrap.build: the dimension registry lives
   # there), so every function gets REDIS_URL.
   function_secrets = {
-    ingest       = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
-    persist      = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
-    stats        = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
-    detect       = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
-    detect_model = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key" }
-    api          = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
+    ingest  = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
+    persist = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
+    stats   = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
+    detect  = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
+    check   = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key" }
+    api     = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
   }
 
   # Functions that talk to Redis mount its server CA (in-transit encryption) as a file.
@@ -162,7 +162,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "fn" {
-  #checkov:skip=CKV_GCP_124:Only ingest and api default to ALLOW_ALL (producers and operators outside the VPC); none of the functions has an allUsers invoker, so every request still needs an ID token with roles/run.invoker. persist, stats, detect and detect_model are ALLOW_INTERNAL_ONLY.
+  #checkov:skip=CKV_GCP_124:Only ingest and api default to ALLOW_ALL (producers and operators outside the VPC); none of the functions has an allUsers invoker, so every request still needs an ID token with roles/run.invoker. persist, stats, detect and check are ALLOW_INTERNAL_ONLY.
   for_each = local.functions
 
   name        = "${var.name_prefix}-${each.key}"

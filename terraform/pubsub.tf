@@ -7,17 +7,17 @@ locals {
   # Must equal drift_monitor.adapters.pubsub.DEAD_LETTER_TOPIC / *_SUBSCRIPTION (a test checks).
   dead_letter_topic = "${var.pubsub_topic}-dead-letter"
   subscribers = {
-    persist      = "${var.pubsub_topic}-persist"
-    stats        = "${var.pubsub_topic}-stats"
-    detect_model = "${var.pubsub_topic}-detect-run"
+    persist = "${var.pubsub_topic}-persist"
+    stats   = "${var.pubsub_topic}-stats"
+    check   = "${var.pubsub_topic}-check"
   }
   # Must equal entrypoints.detect_fanout.detect_topic() (a test checks).
   detect_topic = "${var.pubsub_topic}-detect"
   # The topic each subscriber function consumes.
   subscriber_topic = {
-    persist      = google_pubsub_topic.embeddings.id
-    stats        = google_pubsub_topic.embeddings.id
-    detect_model = google_pubsub_topic.detect.id
+    persist = google_pubsub_topic.embeddings.id
+    stats   = google_pubsub_topic.embeddings.id
+    check   = google_pubsub_topic.detect.id
   }
 }
 
@@ -33,7 +33,7 @@ resource "google_pubsub_topic" "embeddings" {
 }
 
 # Detection fan-out: the scheduled tick (detect, POST /drift/check?fanout=true) publishes one
-# request per model; detect_model checks one model per message.
+# request per model; the check function checks one model per message.
 resource "google_pubsub_topic" "detect" {
   #checkov:skip=CKV_GCP_83:Encrypted at rest with Google-managed keys; requests are transient and carry only a model id and a time.
   name   = local.detect_topic

@@ -397,7 +397,7 @@ variable "detection_trigger" {
 }
 
 variable "detection_fanout" {
-  description = "Scheduled detection fans out: the tick publishes one request per model to the detect topic and the detect_model function checks each (many models in parallel, each at most once per 5-minute slot). false: the detect function checks every model in turn within its time budget (tens of models)."
+  description = "Scheduled detection fans out: the tick publishes one request per model to the detect topic and the check function checks each (many models in parallel, each at most once per 5-minute slot). false: the detect function checks every model in turn within its time budget (tens of models)."
   type        = bool
   default     = true
 }

@@ -96,7 +96,7 @@ NEEDS: dict[str, set[str]] = {
     "detect": STORAGE | DETECTION | ID_TOKENS,
     "api": STORAGE | DETECTION | ID_TOKENS,
     # the fan-out worker runs detection for one model; Pub/Sub calls it, no keys or tokens
-    "detect_model": STORAGE | DETECTION - {"DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY"},
+    "check": STORAGE | DETECTION - {"DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY"},
 }
 
 
@@ -237,12 +237,15 @@ def test_code_reads_no_environment_variable_outside_config() -> None:
 def test_every_code_function_has_a_terraform_function_and_vice_versa(
     tf: TerraformModule, code_functions: dict[str, str]
 ) -> None:
-    assert set(code_functions) == {"ingest", "persist", "stats", "detect", "detect_model", "api"}
+    assert set(code_functions) == {"ingest", "persist", "stats", "detect", "check", "api"}
     deployed = set(tf.locals["function_defaults"])
     assert deployed == set(code_functions), (
         f"only in code: {sorted(set(code_functions) - deployed)}, "
         f"only in Terraform: {sorted(deployed - set(code_functions))}"
     )
+    # the function name is "<prefix>-<entry point>": Cloud Run allows [a-z0-9-] only
+    for name in deployed:
+        assert re.fullmatch(r"[a-z][a-z0-9]*", name), f"{name!r} is no Cloud Run service name"
     fn = tf.resource("google_cloudfunctions2_function", "fn")
     assert one(fn["for_each"]) == "${local.functions}"
     assert "local.function_defaults" in tf.locals["functions"]
@@ -276,7 +279,7 @@ def test_cloud_event_functions_get_a_pubsub_trigger_on_the_batch_topic(
     assert tf.locals["subscriber_topic"] == {
         "persist": "${google_pubsub_topic.embeddings.id}",
         "stats": "${google_pubsub_topic.embeddings.id}",
-        "detect_model": "${google_pubsub_topic.detect.id}",
+        "check": "${google_pubsub_topic.detect.id}",
     }
     assert one(tf.resource("google_pubsub_subscription", "subscriber")["topic"]) == (
         "${local.subscriber_topic[each.key]}"
@@ -319,7 +322,7 @@ def test_topic_and_subscription_names_agree_with_code(tf: TerraformModule) -> No
     assert subscribers == {
         "persist": pubsub.PERSIST_SUBSCRIPTION,
         "stats": pubsub.STATS_SUBSCRIPTION,
-        "detect_model": "embeddings-detect-run",
+        "check": "embeddings-check",
     }
     detect_topic = tf.resolve(tf.locals["detect_topic"])
     assert detect_topic == detect_fanout.detect_topic(config.Settings()) == "embeddings-detect"

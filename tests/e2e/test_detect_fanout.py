@@ -2,7 +2,7 @@
 
 The detect function's tick (``POST /drift/check?fanout=true``, functions-framework) publishes
 to a detect topic on the Pub/Sub emulator; every request is pulled from the worker's
-subscription and delivered as Eventarc would to the ``detect_model`` function, which checks
+subscription and delivered as Eventarc would to the ``check`` function, which checks
 one model on PostgreSQL. Then the emulator redelivers every request (nacked) and a second
 tick in the same slot publishes them all again: no model is checked twice in the slot.
 """
@@ -40,7 +40,7 @@ def fanout(database: sa.Engine, pubsub_emulator_host: str) -> Iterator[dict[str,
     pubsub.ensure_topic(PROJECT, topic)
     pubsub.ensure_topic(PROJECT, f"{name}-dead-letter")
     subscription = pubsub.ensure_subscription(
-        PROJECT, topic, f"{name}-detect-run", dead_letter_topic=f"{name}-dead-letter"
+        PROJECT, topic, f"{name}-check", dead_letter_topic=f"{name}-dead-letter"
     )
     c = bootstrap.add_detection(
         bootstrap.Container(
@@ -78,7 +78,7 @@ def test_one_tick_checks_200_models_once_each(fanout: dict[str, str], database: 
             repo.save_part(BatchPart(model_id, f"b{j}", 0, 1, 0, ts, vectors))
 
     detect = functions_framework.create_app(target="detect", source=MAIN).test_client()
-    worker = functions_framework.create_app(target="detect_model", source=MAIN).test_client()
+    worker = functions_framework.create_app(target="check", source=MAIN).test_client()
     answer = detect.post("/drift/check?fanout=true")
     assert answer.status_code == 200, answer.data
     assert answer.get_json()["fanout"]["published"] == MODELS

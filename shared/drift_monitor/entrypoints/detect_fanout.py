@@ -5,7 +5,7 @@
   topic (``{PUBSUB_TOPIC}-detect``) and answers ``200 {"checked_at", "fanout": {"slot",
   "published", "pruned_claims"}}``; ``slot_seconds`` (60..86400, default 300) is the slot
   width, normally the schedule's interval.
-* The worker: the ``detect_model`` function, subscribed to the detect topic, checks one
+* The worker: the ``check`` function, subscribed to the detect topic, checks one
   model per message. A message that is not a detect request is dead-lettered and acked; a
   transient fault raises, so Pub/Sub redelivers (the subscription's dead-letter policy bounds
   the attempts).
@@ -25,7 +25,7 @@ from drift_monitor.entrypoints import detect_http
 from drift_monitor.entrypoints.cloudevent import Received, received_message
 from drift_monitor.service import detect_fanout, detection
 
-CONSUMER = "detect_model"
+CONSUMER = "check"
 MIN_SLOT_SECONDS, MAX_SLOT_SECONDS = 60, 86_400
 
 
@@ -106,7 +106,7 @@ def run_model_with(event: Any, container: Any) -> detection.DetectionOutcome | N
 
 
 def run_model(event: Any) -> None:
-    """Cloud Function ``detect_model``."""
+    """Cloud Function ``check``."""
     run_model_with(event, bootstrap.sql_container())
 
 

@@ -78,7 +78,7 @@ def event(message: Message, message_id: str = "1") -> CloudEvent:
                 "attributes": message.attributes,
                 "messageId": message_id,
             },
-            "subscription": "projects/p/subscriptions/embeddings-detect-run",
+            "subscription": "projects/p/subscriptions/embeddings-check",
         },
     )
 
@@ -161,7 +161,7 @@ def test_malformed_requests_are_dead_lettered(container: bootstrap.Container, da
     assert fanout_entry.run_model_with(event(Message(data, {})), container) is None
     dead = container.dead_letter.messages  # type: ignore[attr-defined]
     assert len(dead) == 1 and dead[0].data == data
-    assert dead[0].attributes["dead_letter_consumer"] == "detect_model"
+    assert dead[0].attributes["dead_letter_consumer"] == "check"
     assert results(container) == []
 
 
