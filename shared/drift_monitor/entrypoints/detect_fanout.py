@@ -57,6 +57,13 @@ def _claims(container: Any) -> Any:
 
 def tick(request: Request, container: Any, now: datetime) -> Response:
     """``POST /drift/check?fanout=true``: publish one detect request per model."""
+    if (
+        getattr(container, "embedded", False)
+        and getattr(container, "detect_publisher", None) is None
+    ):
+        return detect_http.error(
+            "fanout", "the embedded mode has no detect topic: POST /drift/check without fanout", 422
+        )
     raw = request.args.get("slot_seconds", str(detect_fanout.DEFAULT_SLOT_SECONDS))
     if not raw.isdigit() or not MIN_SLOT_SECONDS <= int(raw) <= MAX_SLOT_SECONDS:
         return detect_http.error(

@@ -173,6 +173,14 @@ def test_bad_slot_width_is_refused(container: bootstrap.Container, query: str) -
     assert container.detect_publisher.messages == []  # type: ignore[attr-defined]
 
 
+def test_embedded_serve_refuses_fanout_without_a_topic(container: bootstrap.Container) -> None:
+    store_models(container, 1)
+    del container.detect_publisher  # type: ignore[attr-defined]
+    answer = tick(container)
+    assert answer.status_code == 422 and answer.json["error"]["field"] == "fanout"
+    assert results(container) == []
+
+
 def test_slot_of_rounds_down_to_the_width() -> None:
     assert detect_fanout.slot_of(NOW, 300) == SLOT
     assert detect_fanout.slot_of(NOW, 3600) == datetime(2025, 6, 2, 12, tzinfo=UTC)
