@@ -4,8 +4,8 @@
     nice -n 10 .venv/bin/python scripts/bench_fanout.py [--models 200] [--rows 120] [--dim 8]
         [--database-url URL] [--tick-seconds 300] [--fleet 1000]
 
-Stores ``--models`` models, each with ``--rows`` vectors of ``--dim`` dimensions in its
-baseline window and as many in its current window, runs one scheduled tick
+Stores ``--models`` models, each with ``--baseline-rows`` vectors of ``--dim`` dimensions in
+its baseline window and ``--rows`` in its current window, runs one scheduled tick
 (``publish_tick``: one request per model, to an in-process topic) and then the worker path of
 every request (``run_requested``: claim, ``run_detection``, result stored, claim kept), one
 after another in this process: what one ``check`` instance with concurrency 1 does.
@@ -55,7 +55,13 @@ class Topic:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=200)
-    parser.add_argument("--rows", type=int, default=120, help="vectors per window and model")
+    parser.add_argument("--rows", type=int, default=120, help="current-window vectors per model")
+    parser.add_argument(
+        "--baseline-rows",
+        type=int,
+        default=600,
+        help="baseline vectors (detection warms up on 500)",
+    )
     parser.add_argument("--dim", type=int, default=8)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--tick-seconds", type=int, default=300)
@@ -73,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         ids = [f"bench-fanout/{i:05d}" for i in range(args.models)]
         for model_id in ids:
-            for j, ts in enumerate((now - timedelta(days=2), now - timedelta(minutes=20))):
-                vectors = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
+            windows = (
+                (now - timedelta(days=2), args.baseline_rows),
+                (now - timedelta(minutes=20), args.rows),
+            )
+            for j, (ts, rows) in enumerate(windows):
+                vectors = rng.standard_normal((rows, args.dim), dtype=np.float32)
                 c.repository.save_part(BatchPart(model_id, f"b{j}", 0, 1, 0, ts, vectors))
         topic, claims = Topic(), SqlDetectionClaims(c.engine)
 
@@ -97,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     per_hour = 3600 / per_check
     instances = math.ceil(args.fleet * per_check / args.tick_seconds)
-    print(f"{args.models} models, {args.rows} x {args.dim} per window, {c.engine.dialect.name}")
+    print(
+        f"{args.models} models, baseline {args.baseline_rows} and current {args.rows} vectors "
+        f"of {args.dim} dimensions, {c.engine.dialect.name}"
+    )
     print(f"tick: {tick.published} requests published in {tick_seconds:.3f} s")
     print(f"model-checks: {statuses}; {per_check * 1000:.0f} ms per model-check")
     print(f"one instance (concurrency 1): {per_hour:,.0f} model-checks per hour")

@@ -73,8 +73,11 @@ def test_one_tick_checks_200_models_once_each(fanout: dict[str, str], database: 
     rng = np.random.default_rng(5)
     ids = [f"fleet/model-{i:03d}" for i in range(MODELS)]
     for model_id in ids:
-        for j, ts in enumerate((NOW - timedelta(days=2), NOW - timedelta(minutes=20))):
-            vectors = rng.normal(size=(120, 8)).astype(np.float32)
+        # a baseline past detection's warm-up (500 vectors), a current window of 120
+        for j, (ts, rows) in enumerate(
+            ((NOW - timedelta(days=2), 600), (NOW - timedelta(minutes=20), 120))
+        ):
+            vectors = rng.normal(size=(rows, 8)).astype(np.float32)
             repo.save_part(BatchPart(model_id, f"b{j}", 0, 1, 0, ts, vectors))
 
     detect = functions_framework.create_app(target="detect", source=MAIN).test_client()

@@ -58,8 +58,11 @@ def store_models(c: bootstrap.Container, n: int) -> list[str]:
     rng = np.random.default_rng(0)
     ids = [f"fan-{i:03d}" for i in range(n)]
     for model_id in ids:
-        for j, ts in enumerate((NOW - timedelta(days=2), NOW - timedelta(minutes=20))):
-            vectors = rng.normal(size=(120, 4)).astype(np.float32)
+        # a baseline past detection's warm-up (500 vectors), a current window of 120
+        for j, (ts, rows) in enumerate(
+            ((NOW - timedelta(days=2), 600), (NOW - timedelta(minutes=20), 120))
+        ):
+            vectors = rng.normal(size=(rows, 4)).astype(np.float32)
             c.repository.save_part(BatchPart(model_id, f"b{j}", 0, 1, 0, ts, vectors))
     return ids
 
