@@ -65,7 +65,10 @@ def tick(request: Request, container: Any, now: datetime) -> Response:
             "fanout", "the embedded mode has no detect topic: POST /drift/check without fanout", 422
         )
     raw = request.args.get("slot_seconds", str(detect_fanout.DEFAULT_SLOT_SECONDS))
-    if not raw.isdigit() or not MIN_SLOT_SECONDS <= int(raw) <= MAX_SLOT_SECONDS:
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or not MIN_SLOT_SECONDS <= int(raw) <= MAX_SLOT_SECONDS
+    ):
         return detect_http.error(
             "slot_seconds", f"must be an integer from {MIN_SLOT_SECONDS} to {MAX_SLOT_SECONDS}", 422
         )

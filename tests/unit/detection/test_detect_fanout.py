@@ -168,7 +168,10 @@ def test_malformed_requests_are_dead_lettered(container: bootstrap.Container, da
     assert results(container) == []
 
 
-@pytest.mark.parametrize("query", ["fanout=true&slot_seconds=5", "fanout=1&slot_seconds=x"])
+@pytest.mark.parametrize(
+    "query",
+    ["fanout=true&slot_seconds=5", "fanout=1&slot_seconds=x", "fanout=1&slot_seconds=%C2%B2"],
+)
 def test_bad_slot_width_is_refused(container: bootstrap.Container, query: str) -> None:
     store_models(container, 1)
     answer = tick(container, query)
