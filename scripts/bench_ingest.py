@@ -106,9 +106,7 @@ class Sink:
         self.bus = MemoryBus()
 
     def publish(self, messages: Sequence[Message]) -> list[str]:
-        ids = self.bus.publish(messages)
-        self.bus.published.clear()
-        return ids
+        return self.bus.publish(messages)
 
 
 def ingest_container(settings: Settings, publisher: Any) -> Container:
