@@ -2,15 +2,18 @@
 
 Each deployed function uses this same source with its own ``entry_point``:
 
-=========  =====================  ==========================================================
-function   trigger                what it does
-=========  =====================  ==========================================================
-ingest     HTTPS                  ``POST /embeddings/batch``: validate, publish to Pub/Sub
-persist    Pub/Sub ``embeddings``  write the batch to Cloud SQL (idempotent)
-stats      Pub/Sub ``embeddings``  fold the batch into Memorystore running statistics
-detect     HTTPS (Scheduler)      ``POST /drift/check[/{model_id}]``: run drift detection
-api        HTTPS                  operator API: status, history, model config, baselines
-=========  =====================  ==========================================================
+============  ========================  ====================================================
+function      trigger                   what it does
+============  ========================  ====================================================
+ingest        HTTPS                     ``POST /embeddings/batch``: validate, publish
+persist       Pub/Sub ``embeddings``    write the batch to Cloud SQL (idempotent)
+stats         Pub/Sub ``embeddings``    fold the batch into Memorystore running statistics
+detect        HTTPS (Scheduler)         ``POST /drift/check[/{model_id}]``: run detection;
+                                        with ``?fanout=true`` publish one request per model
+check         Pub/Sub ``embeddings-     check the one model a fan-out request names, once
+              detect``                  per schedule slot
+api           HTTPS                     operator API: status, history, config, baselines
+============  ========================  ====================================================
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ import functions_framework
 from cloudevents.http.event import CloudEvent
 from drift_monitor.config import Settings
 from drift_monitor.domain.errors import ValidationError
-from drift_monitor.entrypoints import api_http, detect_http, ingest_http, subscribers
+from drift_monitor.entrypoints import (
+    api_http,
+    detect_fanout,
+    detect_http,
+    ingest_http,
+    subscribers,
+)
 from flask import Request, Response
 from werkzeug.exceptions import HTTPException
 
@@ -56,6 +65,11 @@ def stats(event: CloudEvent) -> None:
 @functions_framework.http
 def detect(request: Request) -> Response:
     return detect_http.handle(request)
+
+
+@functions_framework.cloud_event
+def check(event: CloudEvent) -> None:
+    detect_fanout.run_model(event)
 
 
 @functions_framework.http

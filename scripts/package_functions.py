@@ -45,7 +45,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("ingest", "persist", "stats", "detect", "api")
+FUNCTIONS = ("ingest", "persist", "stats", "detect", "check", "api")
 PACKAGE = "drift_monitor"
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 

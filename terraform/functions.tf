@@ -16,6 +16,9 @@ locals {
     # Runs every model's tests (permutation MMD, per-dimension KS/AD): CPU and memory heavy, one
     # run per instance; Cloud Scheduler calls it, so no warm instance.
     detect = { memory = "8Gi", cpu = "2", timeout_seconds = 1800, concurrency = 1, min_instances = 0, max_instances = 3 }
+    # One model per message (detection fan-out): at most max_samples rows per window, so a
+    # fraction of detect's memory; instances scale with the number of models.
+    check = { memory = "4Gi", cpu = "2", timeout_seconds = 540, concurrency = 1, min_instances = 0, max_instances = 50 }
     # Reads are light; rebuild-stats refolds a time range from SQL, hence the long timeout.
     api = { memory = "2Gi", cpu = "1", timeout_seconds = 1800, concurrency = 8, min_instances = 0, max_instances = 5 }
   }
@@ -31,7 +34,9 @@ locals {
     persist = "pubsub"
     stats   = "pubsub"
     detect  = "http"
-    api     = "http"
+    # check: the detect topic (local.subscriber_topic)
+    check = "pubsub"
+    api   = "http"
   }
 
   ingress = {
@@ -39,6 +44,8 @@ locals {
     # Eventarc / Pub/Sub push deliveries are internal traffic.
     persist = "ALLOW_INTERNAL_ONLY"
     stats   = "ALLOW_INTERNAL_ONLY"
+    # Pub/Sub deliveries of the detection fan-out.
+    check = "ALLOW_INTERNAL_ONLY"
     # Cloud Scheduler and Workflows in the same project count as internal callers.
     detect = "ALLOW_INTERNAL_ONLY"
     api    = var.api_ingress
@@ -123,7 +130,9 @@ locals {
     persist = merge(local.env_common, { GCS_BUCKET = google_storage_bucket.raw_batches.name })
     stats   = local.env_common
     detect  = merge(local.env_common, local.env_detection, local.env_tokens_detect)
-    api     = merge(local.env_common, local.env_detection, local.env_tokens_api)
+    # A Pub/Sub subscriber: no HTTP callers, so no ID-token settings.
+    check = merge(local.env_common, local.env_detection)
+    api   = merge(local.env_common, local.env_detection, local.env_tokens_api)
   }
 
   # Secret-backed variables per function: env var name => secret resource key in secrets.tf.
@@ -134,6 +143,7 @@ locals {
     persist = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
     stats   = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url" }
     detect  = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
+    check   = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key" }
     api     = { DB_PASSWORD = "db_password", REDIS_URL = "redis_url", PAGERDUTY_ROUTING_KEY = "pagerduty_routing_key", DRIFT_MONITOR_API_KEY = "api_key", DRIFT_MONITOR_ADMIN_KEY = "admin_key" }
   }
 
@@ -152,7 +162,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "fn" {
-  #checkov:skip=CKV_GCP_124:Only ingest and api default to ALLOW_ALL (producers and operators outside the VPC); none of the functions has an allUsers invoker, so every request still needs an ID token with roles/run.invoker. persist, stats and detect are ALLOW_INTERNAL_ONLY.
+  #checkov:skip=CKV_GCP_124:Only ingest and api default to ALLOW_ALL (producers and operators outside the VPC); none of the functions has an allUsers invoker, so every request still needs an ID token with roles/run.invoker. persist, stats, detect and check are ALLOW_INTERNAL_ONLY.
   for_each = local.functions
 
   name        = "${var.name_prefix}-${each.key}"
@@ -222,7 +232,7 @@ resource "google_cloudfunctions2_function" "fn" {
     content {
       trigger_region        = var.region
       event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-      pubsub_topic          = google_pubsub_topic.embeddings.id
+      pubsub_topic          = local.subscriber_topic[each.key]
       retry_policy          = "RETRY_POLICY_RETRY"
       service_account_email = google_service_account.events.email
     }

@@ -9,6 +9,15 @@ locals {
   subscribers = {
     persist = "${var.pubsub_topic}-persist"
     stats   = "${var.pubsub_topic}-stats"
+    check   = "${var.pubsub_topic}-check"
+  }
+  # Must equal entrypoints.detect_fanout.detect_topic() (a test checks).
+  detect_topic = "${var.pubsub_topic}-detect"
+  # The topic each subscriber function consumes.
+  subscriber_topic = {
+    persist = google_pubsub_topic.embeddings.id
+    stats   = google_pubsub_topic.embeddings.id
+    check   = google_pubsub_topic.detect.id
   }
 }
 
@@ -21,6 +30,24 @@ resource "google_pubsub_topic" "embeddings" {
   message_retention_duration = var.message_retention
 
   depends_on = [google_project_service.apis]
+}
+
+# Detection fan-out: the scheduled tick (detect, POST /drift/check?fanout=true) publishes one
+# request per model; the check function checks one model per message.
+resource "google_pubsub_topic" "detect" {
+  #checkov:skip=CKV_GCP_83:Encrypted at rest with Google-managed keys; requests are transient and carry only a model id and a time.
+  name   = local.detect_topic
+  labels = var.labels
+
+  message_retention_duration = var.message_retention
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_pubsub_topic_iam_member" "detect_publisher" {
+  topic  = google_pubsub_topic.detect.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.fn["detect"].member
 }
 
 resource "google_pubsub_topic" "dead_letter" {
@@ -64,7 +91,7 @@ resource "google_pubsub_subscription" "subscriber" {
   for_each = var.subscriber_transport == "push" ? local.subscribers : {}
 
   name   = each.value
-  topic  = google_pubsub_topic.embeddings.id
+  topic  = local.subscriber_topic[each.key]
   labels = var.labels
 
   # Longer than the function timeout, so a slow but successful delivery is not redelivered.

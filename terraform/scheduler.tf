@@ -39,13 +39,13 @@ resource "google_cloud_scheduler_job" "detect" {
   http_target {
     http_method = "POST"
     uri = (var.detection_trigger == "direct"
-      ? "${local.detect_url}/drift/check"
+      ? "${local.detect_url}/drift/check${var.detection_fanout ? "?fanout=true" : ""}"
       : "https://workflowexecutions.googleapis.com/v1/${google_workflows_workflow.job["scheduled_detection"].id}/executions"
     )
     headers = {
       "Content-Type" = "application/json"
     }
-    body = base64encode(var.detection_trigger == "direct" ? "{}" : jsonencode({ argument = "{}" }))
+    body = base64encode(var.detection_trigger == "direct" ? "{}" : jsonencode({ argument = jsonencode({ fanout = var.detection_fanout }) }))
 
     dynamic "oidc_token" {
       for_each = var.detection_trigger == "direct" ? [1] : []

@@ -396,6 +396,12 @@ variable "detection_trigger" {
   }
 }
 
+variable "detection_fanout" {
+  description = "Scheduled detection fans out: the tick publishes one request per model to the detect topic and the check function checks each (many models in parallel, each at most once per 5-minute slot). false: the detect function checks every model in turn within its time budget (tens of models)."
+  type        = bool
+  default     = true
+}
+
 variable "staged_rollout" {
   description = "Set by the Cloud Build pipeline: new function revisions start without traffic and the pipeline shifts it (canary, smoke test, promote or roll back). Leave false for a plain apply."
   type        = bool

@@ -158,9 +158,12 @@ def entry_points(main_py: Path = MAIN_PY) -> dict[str, str]:
 
 
 def path_template(expr: str) -> str:
-    """'${"/models/" + model_id + "/baseline"}' -> '/models/{model_id}/baseline'."""
+    """'${"/models/" + model_id + "/baseline"}' -> '/models/{model_id}/baseline'.
+
+    A query string is not part of the route: '/drift/check?fanout=true' -> '/drift/check'.
+    """
     if not expr.startswith("${"):
-        return expr
+        return expr.split("?", 1)[0]
     parts = [p.strip() for p in expr[2:-1].split("+")]
     out = ""
     for part in parts:

@@ -17,6 +17,7 @@ import pytest
 from deploy_support import REPO, TERRAFORM, TerraformModule, one
 from drift_monitor import config
 from drift_monitor.adapters import metrics, pubsub
+from drift_monitor.entrypoints import detect_fanout
 
 # --------------------------------------------------------------------------------------------
 # Environment variables
@@ -94,6 +95,8 @@ NEEDS: dict[str, set[str]] = {
     "stats": STORAGE | {"REDIS_URL"},
     "detect": STORAGE | DETECTION | ID_TOKENS,
     "api": STORAGE | DETECTION | ID_TOKENS,
+    # the fan-out worker runs detection for one model; Pub/Sub calls it, no keys or tokens
+    "check": STORAGE | DETECTION - {"DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY"},
 }
 
 
@@ -234,12 +237,15 @@ def test_code_reads_no_environment_variable_outside_config() -> None:
 def test_every_code_function_has_a_terraform_function_and_vice_versa(
     tf: TerraformModule, code_functions: dict[str, str]
 ) -> None:
-    assert set(code_functions) == {"ingest", "persist", "stats", "detect", "api"}
+    assert set(code_functions) == {"ingest", "persist", "stats", "detect", "check", "api"}
     deployed = set(tf.locals["function_defaults"])
     assert deployed == set(code_functions), (
         f"only in code: {sorted(set(code_functions) - deployed)}, "
         f"only in Terraform: {sorted(deployed - set(code_functions))}"
     )
+    # the function name is "<prefix>-<entry point>": Cloud Run allows [a-z0-9-] only
+    for name in deployed:
+        assert re.fullmatch(r"[a-z][a-z0-9]*", name), f"{name!r} is no Cloud Run service name"
     fn = tf.resource("google_cloudfunctions2_function", "fn")
     assert one(fn["for_each"]) == "${local.functions}"
     assert "local.function_defaults" in tf.locals["functions"]
@@ -269,7 +275,15 @@ def test_cloud_event_functions_get_a_pubsub_trigger_on_the_batch_topic(
     assert 'var.subscriber_transport == "eventarc"' in condition
     trigger = one(dynamic["content"])
     assert one(trigger["event_type"]) == "google.cloud.pubsub.topic.v1.messagePublished"
-    assert one(trigger["pubsub_topic"]) == "${google_pubsub_topic.embeddings.id}"
+    assert one(trigger["pubsub_topic"]) == "${local.subscriber_topic[each.key]}"
+    assert tf.locals["subscriber_topic"] == {
+        "persist": "${google_pubsub_topic.embeddings.id}",
+        "stats": "${google_pubsub_topic.embeddings.id}",
+        "check": "${google_pubsub_topic.detect.id}",
+    }
+    assert one(tf.resource("google_pubsub_subscription", "subscriber")["topic"]) == (
+        "${local.subscriber_topic[each.key]}"
+    )
     assert one(trigger["retry_policy"]) == "RETRY_POLICY_RETRY"
     assert one(trigger["service_account_email"]) == "${google_service_account.events.email}"
     # push transport: one subscription per cloud_event function, pushing to that function
@@ -308,7 +322,14 @@ def test_topic_and_subscription_names_agree_with_code(tf: TerraformModule) -> No
     assert subscribers == {
         "persist": pubsub.PERSIST_SUBSCRIPTION,
         "stats": pubsub.STATS_SUBSCRIPTION,
+        "check": "embeddings-check",
     }
+    detect_topic = tf.resolve(tf.locals["detect_topic"])
+    assert detect_topic == detect_fanout.detect_topic(config.Settings()) == "embeddings-detect"
+    assert tf.resolve(one(tf.resource("google_pubsub_topic", "detect")["name"])) == detect_topic
+    # only the tick (detect) publishes requests
+    publisher = tf.resource("google_pubsub_topic_iam_member", "detect_publisher")
+    assert one(publisher["member"]) == '${google_service_account.fn["detect"].member}'
     env = tf.locals["env_common"]
     assert env["PUBSUB_TOPIC"] == "${google_pubsub_topic.embeddings.name}"
 
@@ -435,7 +456,9 @@ def test_scheduler_calls_the_detect_route_with_an_oidc_token(tf: TerraformModule
     target = one(job["http_target"])
     assert one(target["http_method"]) == "POST"
     uri = one(target["uri"])
-    assert '"${local.detect_url}/drift/check"' in uri
+    assert '"${local.detect_url}/drift/check${var.detection_fanout ? "?fanout=true" : ""}"' in uri
+    assert tf.default("detection_fanout") is True
+    assert "jsonencode({'fanout': '${var.detection_fanout}'})" in one(target["body"])
     assert ("POST", "/drift/check") in _routes()
     dynamic = {k: v for d in target["dynamic"] for k, v in d.items()}
     oidc = one(dynamic["oidc_token"]["content"])

@@ -24,7 +24,7 @@ import pytest
 from deploy_support import REPO, entry_points
 
 SCRIPT = REPO / "scripts" / "package_functions.py"
-FUNCTIONS = ("ingest", "persist", "stats", "detect", "api")
+FUNCTIONS = ("ingest", "persist", "stats", "detect", "check", "api")
 
 
 def _load_script() -> ModuleType:
@@ -128,7 +128,7 @@ def test_archive_installs_into_a_fresh_venv_and_imports_every_entry_point(
     probe = (
         "import json, drift_monitor, main\n"
         "from functions_framework import _function_registry as r\n"
-        "names = ('ingest', 'persist', 'stats', 'detect', 'api')\n"
+        "names = ('ingest', 'persist', 'stats', 'detect', 'check', 'api')\n"
         "print(json.dumps({'package': drift_monitor.__file__,\n"
         "  'kinds': {n: r.get_func_signature_type(n, None) for n in names}}))\n"
     )

@@ -223,9 +223,13 @@ def test_baseline_refresh_refuses_without_every_argument(recorder: Recorder, mis
 def test_scheduled_detection_checks_every_model_or_one(recorder: Recorder) -> None:
     run_workflow("scheduled_detection", {})
     run_workflow("scheduled_detection", {"model_id": "org/m"})
+    run_workflow("scheduled_detection", {"fanout": True})
+    run_workflow("scheduled_detection", {"fanout": False})
     assert [c["path"] for c in recorder.calls] == [
         "/detect/drift/check",
         "/detect/drift/check/org/m",
+        "/detect/drift/check?fanout=true",
+        "/detect/drift/check",
     ]
 
 

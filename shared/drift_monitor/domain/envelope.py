@@ -87,7 +87,8 @@ def encode(part: BatchPart) -> Message:
             "metadata": part.metadata,
         }
     )
-    body = np.ascontiguousarray(part.vectors, dtype="<f4").tobytes()
+    # Joined straight from the array's buffer: one copy of the vectors, not two.
+    body = np.ascontiguousarray(part.vectors, dtype="<f4").data
     attributes = {
         "format_version": str(FORMAT_VERSION),
         "model_id": part.model_id,
@@ -95,7 +96,7 @@ def encode(part: BatchPart) -> Message:
         "part": str(part.part),
         "parts": str(part.parts),
     }
-    return Message(MAGIC + _HEADER_LEN.pack(len(header)) + header + body, attributes)
+    return Message(b"".join((MAGIC, _HEADER_LEN.pack(len(header)), header, body)), attributes)
 
 
 def _int(header: dict[str, Any], name: str, minimum: int = 0) -> int:
@@ -129,10 +130,10 @@ def decode(data: bytes, attributes: dict[str, str] | None = None) -> BatchPart:
     part, parts = _int(header, "part"), _int(header, "parts", 1)
     if part >= parts:
         raise ValidationError("part", f"part {part} is not below parts {parts}", 400)
-    body = data[start + header_len :]
-    if len(body) != 4 * count * dimension:
+    body = memoryview(data)[start + header_len :]  # a view: the vectors are copied once below
+    if body.nbytes != 4 * count * dimension:
         raise ValidationError(
-            "data", f"payload has {len(body)} bytes, expected {4 * count * dimension}", 400
+            "data", f"payload has {body.nbytes} bytes, expected {4 * count * dimension}", 400
         )
     vectors = np.frombuffer(body, dtype="<f4").reshape(count, dimension).astype(np.float32)
     if not np.isfinite(vectors).all():

@@ -49,8 +49,10 @@ _HIST_DTYPES: dict[int, np.dtype[Any]] = {
     4: np.dtype("<u4"),
     8: np.dtype("<u8"),
 }
-# Rows are processed in chunks so the float64 temporaries stay small for large batches.
-_CHUNK_ROWS = 4096
+# Rows are processed in blocks of about this many values (1 MiB of float64), which stay in
+# cache between the passes over a block.
+_BLOCK_VALUES = 1 << 17
+_TRANSPOSE_ROWS = 256
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -150,15 +152,28 @@ def _check_edges(edges: npt.ArrayLike) -> Float32Array:
 
 
 def _histogram(vectors: Float32Array, edges: Float32Array) -> Int64Array:
-    """Counts per dimension: bin 0 underflow (< e0), bin i in [e_{i-1}, e_i), last >= e_B."""
+    """Counts per dimension: bin 0 underflow (< e0), bin i in [e_{i-1}, e_i), last >= e_B.
+
+    One transposed copy of the block is sorted along each dimension at once (numpy's
+    vectorised sort), then the ``bins + 1`` edges of each dimension are located in its sorted
+    values: ``below[j, i]`` = number of values ``< e_i``. The counts are differences of those
+    ranks, exactly the counts of a per-dimension ``np.searchsorted(edges[j], column, side="right")``
+    (the same float32 comparisons; ``tests/unit/stats_store/test_sketch.py`` checks it).
+    """
     n, d = vectors.shape
-    width = edges.shape[1] + 1
-    idx = np.empty((n, d), dtype=np.int64)
-    for j in range(d):  # searchsorted has no per-row edges form; d calls on n values are cheap
-        idx[:, j] = np.searchsorted(edges[j], vectors[:, j], side="right")
-    idx += np.arange(d, dtype=np.int64)[None, :] * width
-    counts = np.bincount(idx.ravel(), minlength=d * width)
-    return counts.reshape(d, width).astype(np.int64)
+    b1 = edges.shape[1]
+    ordered = np.empty((d, n), dtype=np.float32)
+    for s in range(0, n, _TRANSPOSE_ROWS):  # blocks that stay in cache: 4x a plain .T copy
+        ordered[:, s : s + _TRANSPOSE_ROWS] = vectors[s : s + _TRANSPOSE_ROWS].T
+    ordered.sort(axis=1)
+    below = np.empty((d, b1), dtype=np.int64)
+    for j in range(d):  # d calls on bins + 1 needles each: negligible next to the sort
+        below[j] = np.searchsorted(ordered[j], edges[j], side="left")
+    counts = np.empty((d, b1 + 1), dtype=np.int64)
+    counts[:, 0] = below[:, 0]
+    counts[:, 1:b1] = np.diff(below, axis=1)
+    counts[:, b1] = n - below[:, -1]
+    return counts
 
 
 def _combine(n_a: int, mean_a: Any, m2_a: Any, n_b: int, mean_b: Any, m2_b: Any) -> tuple[Any, Any]:
@@ -168,6 +183,42 @@ def _combine(n_a: int, mean_a: Any, m2_a: Any, n_b: int, mean_b: Any, m2_b: Any)
     mean = mean_a + delta * (n_b / n)
     m2 = m2_a + m2_b + delta * delta * (n_a * n_b / n)
     return mean, m2
+
+
+def _moments(data: Float32Array) -> tuple[Float64Array, Float64Array, Float64Array]:
+    """Per-dimension mean and M2, and each row's L2 norm, in float64.
+
+    One read of the data: blocks of rows small enough to stay in cache are converted to
+    float64 once; each block's mean and M2 take two passes over the block (exact centring,
+    so data far from zero lose nothing), and blocks are combined with Chan's update, the
+    same arithmetic as :meth:`RunningStats.merge`. Norms are computed per row exactly as a
+    whole-array ``np.sqrt((x * x).sum(axis=1))`` would.
+    """
+    n, d = data.shape
+    rows = max(1, _BLOCK_VALUES // d)
+    block = np.empty((min(rows, n), d))
+    square = np.empty_like(block)
+    norms = np.empty(n)
+    count = 0
+    mean: Float64Array = np.zeros(d)
+    m2: Float64Array = np.zeros(d)
+    for s in range(0, n, rows):
+        m = min(rows, n - s)
+        x, sq = block[:m], square[:m]
+        np.copyto(x, data[s : s + m])
+        np.multiply(x, x, out=sq)
+        norms[s : s + m] = sq.sum(axis=1)
+        block_mean = x.sum(axis=0) / m
+        np.subtract(x, block_mean, out=x)
+        np.multiply(x, x, out=x)
+        block_m2 = x.sum(axis=0)
+        if count == 0:
+            mean, m2 = block_mean, block_m2
+        else:
+            mean, m2 = _combine(count, mean, m2, m, block_mean, block_m2)
+        count += m
+    np.sqrt(norms, out=norms)
+    return mean, m2, norms
 
 
 @dataclass(eq=False)
@@ -266,17 +317,7 @@ class RunningStats:
         if not np.isfinite(data).all():
             raise ValueError("vectors must be finite")
 
-        # Two passes in float64 (mean, then squared deviations), chunked over rows.
-        total = np.zeros(d)
-        for s in range(0, n, _CHUNK_ROWS):
-            total += data[s : s + _CHUNK_ROWS].sum(axis=0, dtype=np.float64)
-        mean = total / n
-        m2 = np.zeros(d)
-        norms = np.empty(n)
-        for s in range(0, n, _CHUNK_ROWS):
-            chunk = data[s : s + _CHUNK_ROWS].astype(np.float64)
-            m2 += ((chunk - mean) ** 2).sum(axis=0)
-            norms[s : s + _CHUNK_ROWS] = np.sqrt((chunk * chunk).sum(axis=1))
+        mean, m2, norms = _moments(data)
         norm_mean = float(norms.mean())
         norm_m2 = float(((norms - norm_mean) ** 2).sum())
 

@@ -128,6 +128,10 @@ def handle_with(request: Request, container: Any) -> Response:
     if refused is not None:
         return refused
     now = now_of(container)
+    if endpoint == "all" and request.args.get("fanout", "").lower() in ("1", "true"):
+        from drift_monitor.entrypoints import detect_fanout
+
+        return detect_fanout.tick(request, container, now)
     try:
         if endpoint == "one":
             model_id = check_model_id(values["model_id"])

@@ -77,8 +77,8 @@ def run_threads(target: Callable[[int], None], n: int) -> list[BaseException]:
 
 
 def test_migrations_idempotent_and_match_tables(pg_engine: Engine) -> None:
-    assert current_revision(pg_engine) == "0003"
-    assert upgrade(pg_engine) == "0003"
+    assert current_revision(pg_engine) == "0004"
+    assert upgrade(pg_engine) == "0004"
     with pg_engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
         storage = conn.execute(

@@ -153,6 +153,8 @@ BAD_JSON: list[tuple[str, bytes | dict[str, Any], int, str]] = [
     ("string value", body(embeddings=[[0.1, "0.2"]]), 422, "embeddings"),
     ("null value", body(embeddings=[[0.1, None]]), 422, "embeddings"),
     ("boolean value", body(embeddings=[[0.1, True]]), 422, "embeddings"),
+    ("true, no metadata", body(embeddings=[[0.1, True]], metadata=...), 422, "embeddings"),
+    ("false, no metadata", body(embeddings=[[False, 0.2]], metadata=...), 422, "embeddings"),
     ("object value", body(embeddings=[[0.1, {"x": 1}]]), 422, "embeddings"),
     ("NaN token", b'{"model_id": "m", "embeddings": [[0.1, NaN]]}', 422, "embeddings"),
     ("Infinity token", b'{"model_id": "m", "embeddings": [[-Infinity, 1]]}', 422, "embeddings"),
@@ -324,3 +326,14 @@ def test_api_key_is_required_when_configured(ingest_app: Any) -> None:
     assert t.nothing_written()
     ok = post_json(client, body(), headers={"Authorization": "Bearer k-ingest"})
     assert ok.status_code == 202
+
+
+def test_boolean_prefilter_is_exact_when_it_says_no() -> None:
+    from drift_monitor.domain.validation import _may_hold_boolean
+
+    numbers = orjson.dumps(body(embeddings=[[-1.5e-3, 2, 0.25]] * 50, metadata=...))
+    assert not _may_hold_boolean(numbers)
+    for word in (b"true", b"false"):
+        assert _may_hold_boolean(numbers.replace(b"2,", word + b",", 1))
+    # a letter of the words elsewhere (a string value) only means the word search runs
+    assert not _may_hold_boolean(b'{"model_id": "uf", "embeddings": [[1.0]]}')

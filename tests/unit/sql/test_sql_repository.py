@@ -309,3 +309,36 @@ def test_unusable_database_is_transient(tmp_path: Path) -> None:
         repo.model_dimension("m")
     with pytest.raises(TransientError):
         repo.save_part(BatchPart("m", "b", 0, 1, 0, T0, np.ones((1, 2), dtype=np.float32)))
+
+
+@pytest.mark.parametrize("pointer_map", [True, False])
+def test_sample_cuts_exact_rows_out_of_multi_page_parts(tmp_path: Path, pointer_map: bool) -> None:
+    # Parts of 1.5 MB span hundreds of overflow pages; each chosen row must come back whole
+    # and right (every value encodes its row and column). A database created before the
+    # pointer map was enabled (auto_vacuum off) samples the same rows, only slower.
+    path = tmp_path / "db.sqlite"
+    if not pointer_map:
+        import sqlite3
+
+        sqlite3.connect(path).execute("CREATE TABLE placeholder (x)").connection.close()
+    engine = sqlite_engine(f"sqlite:///{path}")
+    from drift_monitor.adapters.sql import upgrade
+
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar_one() == (2 if pointer_map else 0)
+    repo = SqlRepository(engine)
+    dim, sizes = 384, [1000, 1, 1000, 999]
+    offset = 0
+    for i, size in enumerate(sizes):
+        rows = np.arange(offset, offset + size, dtype=np.float32)[:, None]
+        vectors = rows * 1000 + np.arange(dim, dtype=np.float32)[None, :]
+        repo.save_part(BatchPart("m", f"b{i}", 0, 1, 0, T0 + timedelta(minutes=i), vectors))
+        offset += size
+    for seed in range(3):
+        sample = repo.sample_vectors("m", None, None, 50, seed)
+        positions = sample[:, 0] / 1000
+        assert positions.tolist() == sorted(set(positions.tolist())) and len(positions) == 50
+        expected = positions[:, None] * 1000 + np.arange(dim, dtype=np.float32)[None, :]
+        np.testing.assert_array_equal(sample, expected.astype(np.float32))
+    engine.dispose()

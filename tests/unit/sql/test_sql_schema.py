@@ -23,15 +23,16 @@ EXPECTED_TABLES = {
     "drift_results",
     "alert_state",
     "detection_state",
+    "detection_claims",
 }
 
 
 def test_upgrade_from_empty_and_again(tmp_path: Path) -> None:
     engine = sqlite_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert current_revision(engine) is None
-    assert upgrade(engine) == head_revision() == "0003"
+    assert upgrade(engine) == head_revision() == "0004"
     assert set(inspect(engine).get_table_names()) == EXPECTED_TABLES
-    assert upgrade(engine) == "0003"  # second run: nothing to do, no error
+    assert upgrade(engine) == "0004"  # second run: nothing to do, no error
     assert set(inspect(engine).get_table_names()) == EXPECTED_TABLES
 
 
@@ -39,14 +40,14 @@ def test_step_by_step_and_down_again(tmp_path: Path) -> None:
     engine = sqlite_engine(f"sqlite:///{tmp_path / 'steps.db'}")
     assert upgrade(engine, "0001") == "0001"
     assert "drift_results" not in inspect(engine).get_table_names()
-    assert upgrade(engine) == "0003"
+    assert upgrade(engine) == "0004"
     config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "base")
     assert current_revision(engine) is None
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
-    assert upgrade(engine) == "0003"
+    assert upgrade(engine) == "0004"
 
 
 def test_tables_module_matches_migrations(tmp_path: Path) -> None:

@@ -251,3 +251,55 @@ def test_bad_inputs_raise() -> None:
         a.merge(b)
     with pytest.raises(ValueError):
         reference_edges(np.zeros((0, 3)), 4)
+
+
+def _histogram_per_dimension(vectors: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The former per-dimension fold: bin index of every value by searchsorted, column by
+    column, then one bincount with per-dimension offsets."""
+    n, d = vectors.shape
+    width = edges.shape[1] + 1
+    idx = np.empty((n, d), dtype=np.int64)
+    for j in range(d):
+        idx[:, j] = np.searchsorted(edges[j], vectors[:, j], side="right")
+    idx += np.arange(d, dtype=np.int64)[None, :] * width
+    return np.bincount(idx.ravel(), minlength=d * width).reshape(d, width)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_vectorised_histogram_equals_the_per_dimension_fold(seed: int) -> None:
+    rng = np.random.default_rng(1000 + seed)
+    n, d, bins = int(rng.integers(1, 3000)), int(rng.integers(1, 70)), int(rng.integers(1, 40))
+    reference = rng.normal(size=(int(rng.integers(1, 500)), d)) * rng.uniform(0.01, 100, d)
+    edges = reference_edges(reference, bins)
+    data = (rng.normal(size=(n, d)) * rng.uniform(0.01, 200, d)).astype(np.float32)
+    # Values exactly on edges, repeated values, zeros of both signs and far outliers: every
+    # tie rule shows up.
+    on_edge = rng.random((n, d)) < 0.2
+    pick = rng.integers(0, bins + 1, size=(n, d))
+    data[on_edge] = edges[np.arange(d)[None, :].repeat(n, 0), pick][on_edge]
+    data[rng.random((n, d)) < 0.05] = 0.0
+    data[rng.random((n, d)) < 0.05] = -0.0
+    data[rng.random((n, d)) < 0.02] = 1e30
+    data[rng.random((n, d)) < 0.02] = -1e30
+    sketch = RunningStats.from_vectors(data, edges=edges, reservoir_size=8, key="b#0")
+    expected = _histogram_per_dimension(data, edges)
+    np.testing.assert_array_equal(sketch.hist, expected)
+    assert sketch.hist.dtype == np.int64 and sketch.hist.shape == (d, bins + 2)
+
+
+@pytest.mark.parametrize(("n", "d"), [(70_000, 3), (5_000, 384), (1, 5), (2, 1)])
+def test_blocked_moments_equal_the_two_pass_whole_array_form(n: int, d: int) -> None:
+    # Many cache-sized blocks (d = 3: about 1600 blocks) far from zero: the blocked single
+    # read must agree with a plain two-pass float64 computation to rounding, and the norms
+    # (hence norm min/max) bit for bit.
+    rng = np.random.default_rng(n + d)
+    v = (1e4 + rng.normal(size=(n, d)) * rng.uniform(0.01, 10, d)).astype(np.float32)
+    edges = reference_edges(v[:100], bins=4)
+    s = RunningStats.from_vectors(v, edges=edges, reservoir_size=4, key="m#0")
+    x = v.astype(np.float64)
+    mean = x.sum(axis=0) / n
+    np.testing.assert_allclose(s.mean, mean, rtol=1e-13)
+    np.testing.assert_allclose(s.m2, ((x - mean) ** 2).sum(axis=0), rtol=1e-9, atol=1e-9)
+    norms = np.sqrt((x * x).sum(axis=1))
+    assert s.norm_min == norms.min() and s.norm_max == norms.max()
+    assert s.norm_mean == pytest.approx(norms.mean(), rel=1e-13)

@@ -210,3 +210,17 @@ detection_state = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("model_id"),
 )
+
+# ---- detection fan-out (migration 0004) ------------------------------------------------------
+
+# One row per (model, schedule slot) whose check a detect worker has taken on: a redelivered
+# request for the same slot finds it and does not run the model again. Old slots are pruned.
+detection_claims = Table(
+    "detection_claims",
+    metadata,
+    _model_id(),
+    Column("slot", UTCDateTime(), nullable=False),
+    Column("claimed_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("model_id", "slot"),
+    Index(None, "slot"),
+)

@@ -1,0 +1,46 @@
+"""A few seconds of the load profile against embedded serve: every request type answers.
+
+The long run is a benchmark (``scripts/load``); this only proves that the locustfile, the
+runner and the server agree (status codes, paths, bodies, the summary parsing).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("locust", reason="locust is in the dev extra: pip install -e '.[dev]'")
+
+
+def _runner() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_load", REPO / "scripts" / "run_load.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_short_headless_run_against_serve_has_no_errors() -> None:
+    runner = _runner()
+    summaries = runner.run(duration=4, users=3, spawn_rate=3, port=_free_port())
+    total = summaries[-1]
+    assert total.name == "all requests"
+    assert total.requests >= 10 and total.failures == 0
+    assert total.rps > 0 and 0 < total.p50 <= total.p95 <= total.p99
+    names = {s.name for s in summaries[:-1]}
+    assert any(name.startswith("POST batch") for name in names)
+    assert sum(s.requests for s in summaries[:-1]) == total.requests
