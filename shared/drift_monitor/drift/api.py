@@ -70,10 +70,11 @@ def compare(
         ``n_permutations``, ...); default: all defaults.
     **overrides
         Any ``BatteryOptions`` field as a keyword, applied on top of ``options``
-        (``compare(ref, cur, tests="ad,mmd", alpha=0.01)``). The default battery is
+        (``compare(ref, cur, tests="ad,novelty", alpha=0.01)``). The default battery is
         ``DEFAULT_TESTS``; ``tests`` picks any of ``"ks"``, ``"ad"`` (per-dimension),
-        ``"mmd"`` (kernel two-sample test on whole vectors), ``"cosine"``, and the threshold
-        tests ``"psi"``, ``"kl"``.
+        ``"mmd"`` (kernel two-sample test on whole vectors), ``"novelty"``
+        (share of current vectors outside the reference's support), ``"cosine"``, and the
+        threshold tests ``"psi"``, ``"kl"``.
 
     Returns
     -------

@@ -27,6 +27,7 @@ from drift_monitor.drift.decision import (
 )
 from drift_monitor.drift.ks import KSColumns, ks_columns
 from drift_monitor.drift.mmd import mmd_block_test, mmd_permutation_test
+from drift_monitor.drift.novelty import novelty_test
 from drift_monitor.drift.options import BatteryOptions
 from drift_monitor.drift.quality import dead_dimensions
 from drift_monitor.drift.report import DriftReport, TestResult
@@ -185,6 +186,28 @@ def run_battery(
                     "mean_cosine_reference": cos.reference_mean,
                     "mean_cosine_current": cos.current_mean,
                     "wasserstein": cos.wasserstein,
+                },
+            )
+        elif name == "novelty":
+            assert level is not None
+            nov = novelty_test(ref_sample, cur_sample, k=options.novelty_k, seed=seed)
+            results[name] = _sample_result(
+                name,
+                nov.statistic,
+                nov.pvalue,
+                nov.effect_size,
+                level,
+                floors[name],
+                {
+                    "n_novel": nov.n_novel,
+                    "novel_share": nov.n_novel / nov.n_current,
+                    "expected_share": nov.expected_share,
+                    "quantile": nov.level_q,
+                    "score_threshold": nov.threshold,
+                    "k": nov.k,
+                    "examples": nov.examples,
+                    "levels": nov.per_level,
+                    "rows_used": [nov.n_fit, nov.n_calibration, nov.n_current],
                 },
             )
         else:  # threshold tests

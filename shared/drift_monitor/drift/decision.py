@@ -39,8 +39,8 @@ import numpy.typing as npt
 
 from drift_monitor.drift.multiple_testing import correct
 
-TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine")
-P_VALUE_TESTS = ("ks", "ad", "mmd", "cosine")
+TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine", "novelty")
+P_VALUE_TESTS = ("ks", "ad", "mmd", "cosine", "novelty")
 THRESHOLD_TESTS = ("psi", "kl")
 
 #: Tests that decide ``drift_detected`` by default (chosen by measured power at controlled
@@ -55,6 +55,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "mmd": 3.0,
     "cosine": 1.0,
     "mean_shift": 1.0,
+    "novelty": 1.0,
 }
 
 #: Practical-effect floors (units: see the module docstring).
@@ -64,6 +65,7 @@ DEFAULT_MIN_EFFECT: Mapping[str, float] = {
     "mmd": 1e-4,
     "cosine": 0.1,
     "mean_shift": 0.1,
+    "novelty": 0.02,
 }
 DEFAULT_KL_THRESHOLD = 0.15
 DEFAULT_PSI_THRESHOLD = 0.25

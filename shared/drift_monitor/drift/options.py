@@ -15,6 +15,7 @@ from typing import Any
 
 from drift_monitor.drift import histogram
 from drift_monitor.drift.decision import DEFAULT_PSI_THRESHOLD, DEFAULT_WEIGHTS, normalise_tests
+from drift_monitor.drift.knn import DEFAULT_K
 from drift_monitor.drift.multiple_testing import CORRECTIONS
 
 #: Per-side row cap of the exact MMD permutation test (kernel matrix of at most 4000²).
@@ -37,8 +38,8 @@ class BatteryOptions:
     alpha
         Family-wise false-alarm budget shared by the p-value tests (see ``decision``).
     seed
-        Seeds every random step (permutations, subsampling, bootstrap, bias simulation):
-        the same inputs and seed give the same report.
+        Seeds every random step (permutations, subsampling, bootstrap, bias simulation,
+        conformal split): the same inputs and seed give the same report.
     threshold
         KL threshold for the ``kl`` test (the seed's ``DRIFT_THRESHOLD``); default 0.15.
     correction
@@ -66,6 +67,9 @@ class BatteryOptions:
         Coverage of ``confidence_interval``.
     top_k
         Number of dimensions listed in ``top_dimensions``.
+    novelty_k
+        Neighbour rank of the ``novelty`` test's score (distance to the k-th nearest
+        reference vector).
     """
 
     tests: Sequence[str] | str | None = None
@@ -83,6 +87,7 @@ class BatteryOptions:
     n_bootstrap: int = DEFAULT_BOOTSTRAP
     confidence_level: float = 0.95
     top_k: int = 10
+    novelty_k: int = DEFAULT_K
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -96,6 +101,8 @@ class BatteryOptions:
                 raise ValueError(f"test weight for {name} must be positive, got {value}")
         if self.n_permutations < 1:
             raise ValueError(f"n_permutations must be at least 1, got {self.n_permutations}")
+        if self.novelty_k < 1:
+            raise ValueError(f"novelty_k must be at least 1, got {self.novelty_k}")
         object.__setattr__(self, "tests", normalise_tests(self.tests))
 
     @property
