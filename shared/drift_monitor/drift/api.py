@@ -72,7 +72,7 @@ def compare(
         Any ``BatteryOptions`` field as a keyword, applied on top of ``options``
         (``compare(ref, cur, tests="ad,novelty", alpha=0.01)``). The default battery is
         ``DEFAULT_TESTS``; ``tests`` picks any of ``"ks"``, ``"ad"`` (per-dimension),
-        ``"mmd"`` (kernel two-sample test on whole vectors), ``"novelty"``
+        ``"mmd"``, ``"mmd_agg"`` (kernel two-sample tests on whole vectors), ``"novelty"``
         (share of current vectors outside the reference's support), ``"cosine"``, and the
         threshold tests ``"psi"``, ``"kl"``.
 

@@ -26,7 +26,7 @@ from drift_monitor.drift.decision import (
     test_levels,
 )
 from drift_monitor.drift.ks import KSColumns, ks_columns
-from drift_monitor.drift.mmd import mmd_block_test, mmd_permutation_test
+from drift_monitor.drift.mmd import mmd_agg_test, mmd_block_test, mmd_permutation_test
 from drift_monitor.drift.novelty import novelty_test
 from drift_monitor.drift.options import BatteryOptions
 from drift_monitor.drift.quality import dead_dimensions
@@ -186,6 +186,32 @@ def run_battery(
                     "mean_cosine_reference": cos.reference_mean,
                     "mean_cosine_current": cos.current_mean,
                     "wasserstein": cos.wasserstein,
+                },
+            )
+        elif name == "mmd_agg":
+            assert level is not None
+            agg = mmd_agg_test(
+                ref_sample,
+                cur_sample,
+                n_permutations=options.n_permutations,
+                seed=seed,
+                max_samples=options.mmd_max_samples,
+            )
+            results[name] = _sample_result(
+                name,
+                agg.statistic,
+                agg.pvalue,
+                agg.statistic,
+                level,
+                floors[name],
+                {
+                    "method": "permutation",
+                    "bandwidth": agg.bandwidth,
+                    "bandwidths": list(agg.bandwidths),
+                    "statistics": list(agg.statistics),
+                    "bandwidth_p_values": list(agg.pvalues),
+                    "n_permutations": agg.n_permutations,
+                    "rows_used": [agg.n_reference, agg.n_current],
                 },
             )
         elif name == "novelty":

@@ -39,8 +39,8 @@ import numpy.typing as npt
 
 from drift_monitor.drift.multiple_testing import correct
 
-TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine", "novelty")
-P_VALUE_TESTS = ("ks", "ad", "mmd", "cosine", "novelty")
+TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine", "novelty", "mmd_agg")
+P_VALUE_TESTS = ("ks", "ad", "mmd", "cosine", "novelty", "mmd_agg")
 THRESHOLD_TESTS = ("psi", "kl")
 
 #: Tests that decide ``drift_detected`` by default (chosen by measured power at controlled
@@ -56,6 +56,7 @@ DEFAULT_WEIGHTS: Mapping[str, float] = {
     "cosine": 1.0,
     "mean_shift": 1.0,
     "novelty": 1.0,
+    "mmd_agg": 3.0,
 }
 
 #: Practical-effect floors (units: see the module docstring).
@@ -66,6 +67,7 @@ DEFAULT_MIN_EFFECT: Mapping[str, float] = {
     "cosine": 0.1,
     "mean_shift": 0.1,
     "novelty": 0.02,
+    "mmd_agg": 1e-4,
 }
 DEFAULT_KL_THRESHOLD = 0.15
 DEFAULT_PSI_THRESHOLD = 0.25

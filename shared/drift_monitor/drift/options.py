@@ -54,12 +54,12 @@ class BatteryOptions:
         Reference-quantile bins per dimension for PSI/KL (raw windows only: sketches carry
         their own edges).
     n_permutations
-        MMD permutations.
+        Permutations of the MMD tests (``mmd``, ``mmd_agg``).
     mmd_method
         ``"permutation"`` (exact; on at most ``mmd_max_samples`` rows per side) or ``"block"``
         (linear-time block MMD on all rows, asymptotic normal calibration).
     mmd_max_samples
-        Row cap per side for the permutation MMD (``None``: no cap; memory grows as
+        Row cap per side for the permutation MMD tests (``None``: no cap; memory grows as
         ``(n + m)²``).
     n_bootstrap
         Bootstrap resamples for ``confidence_interval`` (0 disables it).
