@@ -20,7 +20,7 @@ For every n = m and d it times, in the same run and on the same data:
 ``--batteries`` instead times ``compare()`` per battery at ``--battery-sizes`` (default 200 and
 1000 rows per window, d = 384): the battery before the novelty test (AD + MMD, weights 1 : 3),
 today's default, and the aggregated MMD, each the median of ``--repeats`` runs on the same
-data in the same process (interleaved rounds), with its ratio to the first.
+data in the same process (interleaved rounds, rotating order), with its ratio to the first.
 
 Times are wall-clock without tracing; peak memory is measured with ``tracemalloc`` (numpy
 reports its buffers to it) in a separate run of the same call ("-": the per-dimension loops,
@@ -230,8 +230,11 @@ def battery_table(sizes: list[int], repeats: int, seed: int, d: int = 384) -> No
         # Interleaved rounds: load from other processes hits every battery alike.
         times: dict[str, list[float]] = {name: [] for name in BATTERIES}
         tests: dict[str, str] = {}
+        names = list(BATTERIES)
         for r in range(repeats):
-            for name, settings in BATTERIES.items():
+            # Rotate the order too, so no battery always runs first in a round.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                settings = BATTERIES[name]
                 start = time.perf_counter()
                 report = compare(x, y, seed=seed + r, **settings)
                 times[name].append(time.perf_counter() - start)
