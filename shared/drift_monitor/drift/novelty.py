@@ -146,7 +146,8 @@ def novelty_test(
     Parameters
     ----------
     reference, current
-        Samples of shape ``(n, d)`` (``n >= 4``) and ``(m, d)`` (``m >= 1``).
+        Samples of shape ``(n, d)`` (``n >= 2``: at least one row to fit, one to calibrate)
+        and ``(m, d)`` (``m >= 1``).
     k
         Neighbour rank of the novelty score (clipped to the fitting part's size).
     levels
@@ -166,13 +167,13 @@ def novelty_test(
     """
     ref = np.asarray(reference, dtype=np.float32)
     cur = np.asarray(current, dtype=np.float32)
-    if ref.shape[0] < 4 or cur.shape[0] < 1:
-        raise ValueError("the novelty test needs at least 4 reference rows and 1 current row")
+    if ref.shape[0] < 2 or cur.shape[0] < 1:
+        raise ValueError("the novelty test needs at least 2 reference rows and 1 current row")
     if not levels or not all(0.0 < q < 1.0 for q in levels):
         raise ValueError("levels must be in (0, 1)")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(ref.shape[0])
-    n_fit = min(max(2, round(fit_share * ref.shape[0])), ref.shape[0] - 2)
+    n_fit = min(max(1, round(fit_share * ref.shape[0])), ref.shape[0] - 1)
     fit_rows = perm[:n_fit][:max_rows]
     cal_rows = perm[n_fit:][:max_rows]
     cur_rows = np.arange(cur.shape[0])

@@ -83,7 +83,11 @@ def test_deterministic_for_a_seed_and_rejects_tiny_inputs() -> None:
     ref, cur = _cloud(rng, 100), _cloud(rng, 80)
     assert novelty_test(ref, cur, seed=5) == novelty_test(ref, cur, seed=5)
     with pytest.raises(ValueError):
-        novelty_test(ref[:3], cur)
+        novelty_test(ref[:1], cur)
+    # The smallest windows compare() accepts still get a valid (if powerless) p-value.
+    tiny = novelty_test(ref[:2], cur[:2], seed=0)
+    assert 0.0 < tiny.pvalue <= 1.0 and tiny.n_fit == 1 and tiny.n_calibration == 1
+    assert compare(ref[:2], cur[:2], n_bootstrap=0).tests["novelty"].p_value is not None
     with pytest.raises(ValueError):
         novelty_test(ref, cur, levels=(1.0,))
 
