@@ -17,6 +17,11 @@ For every n = m and d it times, in the same run and on the same data:
 * ``compare()`` end to end with its defaults (AD + MMD on at most 2000 rows per side, KS for
   explanations, PSI/KL with bias correction, 200-resample bootstrap interval).
 
+``--batteries`` instead times ``compare()`` per battery at ``--battery-sizes`` (default 200 and
+1000 rows per window, d = 384): the battery before the novelty test (AD + MMD, weights 1 : 3),
+today's default, and the aggregated MMD, each the median of ``--repeats`` runs on the same
+data in the same process (interleaved rounds, rotating order), with its ratio to the first.
+
 Times are wall-clock without tracing; peak memory is measured with ``tracemalloc`` (numpy
 reports its buffers to it) in a separate run of the same call ("-": the per-dimension loops,
 which hold one column at a time). BLAS runs on ``--threads`` threads (default 1: the figures are per
@@ -129,7 +134,13 @@ def main() -> None:
     parser.add_argument("--naive-permutations", type=int, default=10)
     parser.add_argument("--threads", default="1")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batteries", action="store_true", help="time compare() per battery")
+    parser.add_argument("--battery-sizes", default="200,1000")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.batteries:
+        battery_table([int(s) for s in args.battery_sizes.split(",")], args.repeats, args.seed)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     dims = [int(s) for s in args.dims.split(",")]
 
@@ -186,6 +197,53 @@ def main() -> None:
             print(
                 f"| {n} | {d} | compare() defaults (drift_detected={report.drift_detected}) "
                 f"| {t_c:.2f} | {m_c:.0f} | - | - | - |",
+                flush=True,
+            )
+
+
+#: Batteries timed by --batteries: name -> compare() settings. The first is the baseline.
+BATTERIES: dict[str, dict[str, Any]] = {
+    "ad+mmd 1:3 (before)": {"tests": "ad,mmd"},
+    "default": {},
+    "ad+mmd_agg 1:3": {"tests": "ad,mmd_agg", "weights": {"mmd_agg": 3.0}},
+}
+
+
+def battery_table(sizes: list[int], repeats: int, seed: int, d: int = 384) -> None:
+    print(
+        f"compare() per battery, d = {d}, median of {repeats} runs, BLAS threads: "
+        f"{os.environ['OPENBLAS_NUM_THREADS']}"
+    )
+    print()
+    print("| n = m | battery | tests | seconds | ratio to before |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        rng = np.random.default_rng(seed)
+        # Unit-norm anisotropic vectors, like sentence embeddings.
+        scale = 1.0 / np.sqrt(np.arange(1, d + 1))
+        x = rng.standard_normal((n, d)) * scale + 0.3
+        y = rng.standard_normal((n, d)) * scale + 0.3
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        y = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+        for settings in BATTERIES.values():
+            compare(x, y, seed=seed, **settings)  # warm-up
+        # Interleaved rounds: load from other processes hits every battery alike.
+        times: dict[str, list[float]] = {name: [] for name in BATTERIES}
+        tests: dict[str, str] = {}
+        names = list(BATTERIES)
+        for r in range(repeats):
+            # Rotate the order too, so no battery always runs first in a round.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                settings = BATTERIES[name]
+                start = time.perf_counter()
+                report = compare(x, y, seed=seed + r, **settings)
+                times[name].append(time.perf_counter() - start)
+                tests[name] = ",".join(report.tests)
+        base = float(np.median(times[next(iter(BATTERIES))]))
+        for name in BATTERIES:
+            median = float(np.median(times[name]))
+            print(
+                f"| {n} | {name} | {tests[name]} | {median:.3f} | {median / base:.2f} |",
                 flush=True,
             )
 

@@ -16,7 +16,8 @@ from drift_monitor.drift.ad import ad_columns
 from drift_monitor.drift.cosine import cosine_test
 from drift_monitor.drift.decision import DEFAULT_MIN_EFFECT, decide_dimensions
 from drift_monitor.drift.ks import ks_columns
-from drift_monitor.drift.mmd import mmd_permutation_test
+from drift_monitor.drift.mmd import mmd_agg_test, mmd_permutation_test
+from drift_monitor.drift.novelty import novelty_test
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -176,14 +177,31 @@ class Trial:
     mmd_stat: float
     cos_p: float
     cos_effect: float
+    # Outcomes of the novelty and aggregated-MMD tests (neutral unless run_trial ran them).
+    nov_p: float = 1.0
+    nov_effect: float = 0.0
+    agg_p: float = 1.0
+    agg_stat: float = 0.0
 
 
-def run_trial(ref: np.ndarray, cur: np.ndarray, *, seed: int, with_ad: bool = True) -> Trial:
+def run_trial(
+    ref: np.ndarray,
+    cur: np.ndarray,
+    *,
+    seed: int,
+    with_ad: bool = True,
+    with_new: bool = False,
+    with_agg: bool = False,
+) -> Trial:
+    """Raw outcomes of every test on one pair (``with_new``: also novelty; ``with_agg``:
+    also the aggregated MMD), with the seeds ``compare(seed=seed)`` uses."""
     ks = ks_columns(ref, cur)
     scale = float(np.median(ref.std(axis=0, ddof=1)))
     ad_p = ad_columns(ref, cur).pvalue if with_ad else np.ones(ref.shape[1])
     mmd = mmd_permutation_test(ref, cur, n_permutations=STUDY_PERMUTATIONS, seed=seed)
     cos = cosine_test(ref, cur)
+    nov = novelty_test(ref, cur, seed=seed) if with_new else None
+    agg = mmd_agg_test(ref, cur, n_permutations=STUDY_PERMUTATIONS, seed=seed) if with_agg else None
     return Trial(
         ks_p=ks.pvalue,
         ad_p=ad_p,
@@ -192,6 +210,10 @@ def run_trial(ref: np.ndarray, cur: np.ndarray, *, seed: int, with_ad: bool = Tr
         mmd_stat=mmd.statistic,
         cos_p=cos.pvalue,
         cos_effect=cos.effect_size,
+        nov_p=nov.pvalue if nov is not None else 1.0,
+        nov_effect=nov.effect_size if nov is not None else 0.0,
+        agg_p=agg.pvalue if agg is not None else 1.0,
+        agg_stat=agg.statistic if agg is not None else 0.0,
     )
 
 
@@ -212,11 +234,15 @@ def decide(trial: Trial, battery: Sequence[str] | Mapping[str, float], alpha: fl
             )
             if dec.drifted.any():
                 return True
-        elif name == "mmd":
-            if trial.mmd_p <= level and trial.mmd_stat >= floors["mmd"]:
+        else:
+            p, effect = {
+                "mmd": (trial.mmd_p, trial.mmd_stat),
+                "cosine": (trial.cos_p, trial.cos_effect),
+                "mmd_agg": (trial.agg_p, trial.agg_stat),
+                "novelty": (trial.nov_p, trial.nov_effect),
+            }[name]
+            if p <= level and effect >= floors[name]:
                 return True
-        elif name == "cosine" and trial.cos_p <= level and trial.cos_effect >= floors["cosine"]:
-            return True
     return False
 
 

@@ -177,6 +177,16 @@ def format_report(report: DriftReport) -> str:
             for d in report.top_dimensions[:5]
         )
         lines.append(f"top dimensions: {top}")
+    novelty = report.tests.get("novelty")
+    if novelty is not None:
+        rows = ", ".join(
+            f"{e['row']} (score {e['score']:.3g})" for e in novelty.details.get("examples", [])
+        )
+        lines.append(
+            f"novel rows: {novelty.details['n_novel']} of {report.n_current} "
+            f"({novelty.details['novel_share']:.1%}, {novelty.details['expected_share']:.1%} "
+            f"expected by chance); highest: {rows}"
+        )
     for note in report.quality.get("notes", []):
         lines.append(f"quality: {note}")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from drift_monitor.domain.errors import ValidationError
 
 # The statistics engine's tests (drift_monitor.drift.TEST_NAMES); repeated here so the domain
 # validates without importing the engine.
-TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine")
+TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine", "novelty", "mmd_agg")
 
 # The seed README spells the K-S test "ks_test"; accept "<name>_test" and a few long names.
 _ALIASES = {
@@ -34,6 +34,8 @@ _ALIASES = {
     "population_stability_index": "psi",
     "kl_divergence": "kl",
     "cosine_similarity": "cosine",
+    "novelty_rate": "novelty",
+    "mmdagg": "mmd_agg",
 }
 
 DEFAULT_CURRENT_WINDOW_MINUTES = 60.0

@@ -7,12 +7,14 @@ statistics. See ``docs/statistics.md`` for what each test means and when to pref
 
 from drift_monitor.drift.api import compare, validate_samples
 from drift_monitor.drift.decision import DEFAULT_TESTS, TEST_NAMES
+from drift_monitor.drift.options import BatteryOptions
 from drift_monitor.drift.report import DriftReport, TestResult
 from drift_monitor.drift.streaming import compare_sketches
 
 __all__ = [
     "DEFAULT_TESTS",
     "TEST_NAMES",
+    "BatteryOptions",
     "DriftReport",
     "TestResult",
     "compare",

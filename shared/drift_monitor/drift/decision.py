@@ -3,8 +3,9 @@
 Two rules, both required for a test to report drift:
 
 1. **Significance, with the family-wise error over tests and dimensions bounded by alpha.**
-   The p-value tests that run (of ``ks``, ``ad``, ``mmd``, ``cosine``) split ``alpha`` by
-   weight (weighted Bonferroni: ``alpha_t = alpha w_t / sum w``; MMD weighs 3, the others 1).
+   The p-value tests that run (of ``ks``, ``ad``, ``mmd``, ``mmd_agg``, ``cosine``,
+   ``novelty``) split ``alpha`` by weight (weighted Bonferroni: ``alpha_t = alpha w_t / sum w``;
+   the MMD tests weigh 3, the others 1; the default AD + MMD + novelty splits 1 : 3 : 1).
    A per-dimension test (K–S, AD) then corrects over its ``d`` dimensions at its ``alpha_t``
    (Bonferroni by default: ``alpha_t / d`` per dimension; Holm or Benjamini–Hochberg on
    request). By the union bound, when nothing changed the probability that any test flags is
@@ -19,7 +20,10 @@ Two rules, both required for a test to report drift:
      the median reference standard deviation over all dimensions (how far the mass moved, in
      units of a typical dimension's spread). A dimension drifts only if it is significant *and*
      moved at least ``0.1`` typical spreads. Rounding to float16 moves nothing that far.
-   * MMD: the unbiased ``MMD²`` itself (kernel units).
+   * MMD: the unbiased ``MMD²`` itself (kernel units); ``mmd_agg``: the same at its deciding
+     bandwidth.
+   * novelty: the excess share of current vectors beyond a calibrated k-NN distance
+     threshold (``E_q / m - r / (n_c + 1)``, see ``novelty``); floor 0.02.
    * cosine: Wasserstein-1 distance of the cosine-to-centroid samples divided by the reference
      cosines' standard deviation.
 
@@ -39,22 +43,25 @@ import numpy.typing as npt
 
 from drift_monitor.drift.multiple_testing import correct
 
-TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine")
-P_VALUE_TESTS = ("ks", "ad", "mmd", "cosine")
+TEST_NAMES = ("ks", "ad", "mmd", "psi", "kl", "cosine", "novelty", "mmd_agg")
+P_VALUE_TESTS = ("ks", "ad", "mmd", "cosine", "novelty", "mmd_agg")
 THRESHOLD_TESTS = ("psi", "kl")
 
 #: Tests that decide ``drift_detected`` by default (chosen by measured power at controlled
-#: false-positive rate, see docs/statistics.md).
-DEFAULT_TESTS = ("ad", "mmd")
+#: false-positive rate, see docs/statistics.md and tests/statistical/battery_study.py).
+DEFAULT_TESTS = ("ad", "mmd", "novelty")
 
-#: Weighted Bonferroni: a test's share of alpha is proportional to its weight. MMD, the
-#: omnibus whole-vector test, gets 3; the others 1 (so AD + MMD split alpha 1 : 3).
+#: Weighted Bonferroni: a test's share of alpha is proportional to its weight. The omnibus
+#: whole-vector tests (MMD, aggregated MMD) get 3; the others 1 (so the default AD + MMD +
+#: novelty splits alpha 1 : 3 : 1: 0.01, 0.03, 0.01 of 0.05).
 DEFAULT_WEIGHTS: Mapping[str, float] = {
     "ks": 1.0,
     "ad": 1.0,
     "mmd": 3.0,
     "cosine": 1.0,
     "mean_shift": 1.0,
+    "novelty": 1.0,
+    "mmd_agg": 3.0,
 }
 
 #: Practical-effect floors (units: see the module docstring).
@@ -64,6 +71,8 @@ DEFAULT_MIN_EFFECT: Mapping[str, float] = {
     "mmd": 1e-4,
     "cosine": 0.1,
     "mean_shift": 0.1,
+    "novelty": 0.02,
+    "mmd_agg": 1e-4,
 }
 DEFAULT_KL_THRESHOLD = 0.15
 DEFAULT_PSI_THRESHOLD = 0.25

@@ -21,7 +21,6 @@ partial sketches gives the same report as comparing the sketch of the concatenat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,22 +29,14 @@ from scipy import stats
 from drift_monitor.domain.errors import ValidationError
 from drift_monitor.domain.sketch import RunningStats
 from drift_monitor.drift import histogram
-from drift_monitor.drift.api import (
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_MMD_MAX_SAMPLES,
-    DEFAULT_PERMUTATIONS,
-    MAX_LISTED_DIMENSIONS,
-    _check_options,
-    _Histograms,
-    _run,
-)
+from drift_monitor.drift.battery import MAX_LISTED_DIMENSIONS, Histograms, run_battery
 from drift_monitor.drift.decision import (
     DEFAULT_MIN_EFFECT,
-    DEFAULT_PSI_THRESHOLD,
     DEFAULT_WEIGHTS,
     P_VALUE_TESTS,
     decide_dimensions,
 )
+from drift_monitor.drift.options import BatteryOptions, resolve_options
 from drift_monitor.drift.quality import (
     DEAD_DIMENSION_RATIO,
     NORM_COLLAPSE_RATIO,
@@ -58,22 +49,11 @@ from drift_monitor.drift.report import DriftReport, TestResult
 def compare_sketches(
     reference: RunningStats,
     current: RunningStats,
+    options: BatteryOptions | None = None,
+    /,
     *,
-    tests: Sequence[str] | str | None = None,
-    alpha: float = 0.05,
-    seed: int = 0,
-    threshold: float | None = None,
-    correction: str = "bonferroni",
-    min_effect: Mapping[str, float] | None = None,
-    weights: Mapping[str, float] | None = None,
-    psi_threshold: float = DEFAULT_PSI_THRESHOLD,
-    n_permutations: int = DEFAULT_PERMUTATIONS,
-    mmd_method: str = "permutation",
-    mmd_max_samples: int | None = DEFAULT_MMD_MAX_SAMPLES,
-    n_bootstrap: int = DEFAULT_BOOTSTRAP,
-    confidence_level: float = 0.95,
-    top_k: int = 10,
     mean_shift: bool = True,
+    **overrides: Any,
 ) -> DriftReport:
     """Compare two windows summarised as running statistics.
 
@@ -82,9 +62,9 @@ def compare_sketches(
     reference, current
         Sketches of the two windows. They must have the same dimension and the same bin
         edges (a model's sketches share its reference edges), and each at least 2 vectors.
-    tests, alpha, seed, threshold, correction, min_effect, weights, psi_threshold, \
-n_permutations, mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_k
-        As for :func:`drift_monitor.drift.compare`.
+    options, **overrides
+        As for :func:`drift_monitor.drift.compare` (``bins`` is unused: sketches carry their
+        bin edges).
     mean_shift
         Also run the full-window per-dimension mean-shift test (reported as
         ``tests["mean_shift"]``; it takes a share of ``alpha`` of weight 1).
@@ -100,31 +80,31 @@ n_permutations, mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_
     ValidationError
         Mismatched dimensions or edges, or a window with fewer than 2 vectors.
     """
+    opts = resolve_options(options, overrides)
     _check_sketches(reference, current)
-    selected = _check_options(tests, alpha, correction, mmd_method)
     ref_sample = np.asarray(reference.reservoir, dtype=np.float32)
     cur_sample = np.asarray(current.reservoir, dtype=np.float32)
     ref_std = np.sqrt(np.maximum(reference.variance, 0.0))
     extra: dict[str, TestResult] = {}
     if mean_shift:
-        w = {**DEFAULT_WEIGHTS, **(weights or {})}
-        total = sum(w[t] for t in selected if t in P_VALUE_TESTS) + w["mean_shift"]
-        floors = {**DEFAULT_MIN_EFFECT, **(min_effect or {})}
+        w = {**DEFAULT_WEIGHTS, **(opts.weights or {})}
+        total = sum(w[t] for t in opts.selected if t in P_VALUE_TESTS) + w["mean_shift"]
+        floors = {**DEFAULT_MIN_EFFECT, **(opts.min_effect or {})}
         extra["mean_shift"] = mean_shift_test(
             reference,
             current,
-            level=alpha * w["mean_shift"] / total,
+            level=opts.alpha * w["mean_shift"] / total,
             min_effect=floors["mean_shift"],
-            correction=correction,
+            correction=opts.correction,
         )
     edges = reference.edges
-    hist = _Histograms(
+    hist = Histograms(
         ref_counts=np.asarray(reference.hist, dtype=np.int64),
         cur_counts=np.asarray(current.hist, dtype=np.int64),
         ref_idx=histogram.bin_indices(ref_sample, edges),
         cur_idx=histogram.bin_indices(cur_sample, edges),
     )
-    return _run(
+    return run_battery(
         ref_sample=ref_sample,
         cur_sample=cur_sample,
         n_reference=reference.count,
@@ -134,20 +114,7 @@ n_permutations, mmd_method, mmd_max_samples, n_bootstrap, confidence_level, top_
         ref_std=ref_std,
         cur_mean=np.asarray(current.mean, dtype=np.float64),
         quality=sketch_quality(reference, current),
-        tests=selected,
-        alpha=alpha,
-        seed=seed,
-        threshold=threshold,
-        correction=correction,
-        min_effect=min_effect,
-        weights=weights,
-        psi_threshold=psi_threshold,
-        n_permutations=n_permutations,
-        mmd_method=mmd_method,
-        mmd_max_samples=mmd_max_samples,
-        n_bootstrap=n_bootstrap,
-        confidence_level=confidence_level,
-        top_k=top_k,
+        options=opts,
         extra_tests=extra,
     )
 

@@ -61,6 +61,22 @@ def test_status_returns_latest_result_with_every_test(seeded: Api) -> None:
     assert doc["checked_at"] == hours_ago(1)
 
 
+def test_status_serves_the_novel_rows_of_a_real_report(seeded: Api) -> None:
+    from drift_monitor.drift import compare
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(1.0, 0.1, size=(200, 8))
+    cur = rng.normal(1.0, 0.1, size=(100, 8))
+    cur[:15] = -cur[:15]  # 15 rows unlike anything in the reference
+    report = compare(ref, cur, tests="ad,novelty", n_bootstrap=0).to_dict()
+    store(seeded, "org/encoder", "drift", 1, report)
+    doc = seeded.client.get("/drift/status/org/encoder", headers=API).json
+    novelty = doc["tests"]["novelty"]
+    assert novelty["drift"] is True and novelty["n_novel"] >= 15
+    assert {e["row"] for e in novelty["examples"]} <= set(range(15))
+    assert {"row", "score", "conformal_p_value"} <= set(novelty["examples"][0])
+
+
 def test_status_unknown_model_is_404(api: Api) -> None:
     response = api.client.get("/drift/status/nobody", headers=API)
     assert response.status_code == 404

@@ -51,7 +51,7 @@ def test_no_drift_exit_zero_and_json(
     report = json.loads(out)
     assert report["drift_detected"] is False
     assert report["n_reference"] == 300 and report["n_current"] == 200 and report["dimension"] == 12
-    assert set(report["tests"]) == {"ad", "mmd"}
+    assert set(report["tests"]) == {"ad", "mmd", "novelty"}
     for t in report["tests"].values():
         assert {"statistic", "p_value", "drift"} <= set(t)
     assert "quality" in report and report["seed"] == 3

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from drift_monitor.domain.errors import ValidationError
 from drift_monitor.drift import DEFAULT_TESTS, TEST_NAMES, DriftReport, compare
+from drift_monitor.drift.decision import DEFAULT_WEIGHTS, P_VALUE_TESTS
 
 FAST = {"n_permutations": 99, "n_bootstrap": 50}
 
@@ -50,8 +51,9 @@ def test_report_shape_and_json() -> None:
             assert t["p_value"] is None and t["level"] is None
         else:
             assert 0.0 <= t["p_value"] <= 1.0
-            # weighted Bonferroni: ks, ad, cosine weigh 1, mmd 3 -> shares of 0.05 / 6
-            assert t["level"] == pytest.approx(0.05 * (3 if name == "mmd" else 1) / 6)
+            # weighted Bonferroni: shares of 0.05 proportional to the weights
+            total = sum(DEFAULT_WEIGHTS[t] for t in P_VALUE_TESTS)
+            assert t["level"] == pytest.approx(0.05 * DEFAULT_WEIGHTS[name] / total)
     lo, hi = out["confidence_interval"]
     assert 0.0 <= lo <= out["kl_divergence"] <= hi
     assert len(out["top_dimensions"]) == 10

@@ -88,10 +88,10 @@ def test_drift_and_no_drift_from_sketches() -> None:
     )
     q = compare_sketches(ref_sk, quiet, **FAST)
     assert not q.drift_detected
-    assert set(q.tests) == {"ad", "mmd", "mean_shift"}
-    # ad 1 + mmd 3 + mean_shift 1
-    assert q.tests["mean_shift"].level == pytest.approx(0.05 / 5)
-    assert q.tests["mmd"].level == pytest.approx(0.05 * 3 / 5)
+    assert set(q.tests) == {"ad", "mmd", "novelty", "mean_shift"}
+    # ad 1 + mmd 3 + novelty 1 + mean_shift 1
+    assert q.tests["mean_shift"].level == pytest.approx(0.05 / 6)
+    assert q.tests["mmd"].level == pytest.approx(0.05 * 3 / 6)
     r = compare_sketches(ref_sk, loud, **FAST)
     assert r.drift_detected
     assert r.tests["mean_shift"].drift
