@@ -11,9 +11,10 @@ another corpus (a new kind of traffic), until ``--back-at`` hours if given::
         --other ../shared/data/python_docstring_minilm384.npy --mix 0.1 --shift-at 200 \\
         --days 15 --rate 120 --out /tmp/debian-docstrings.npz
 
-``--other synthetic:NAME`` makes the other corpus from the base itself: ``rotation`` (a random
-rotation by 0.3 rad of the base rows), ``noise`` (noise then renormalisation, cosine about
-0.98), ``zeros`` (all-zero vectors).
+``--base synthetic`` needs no data: 5000 anisotropic 64-d unit vectors. ``--other
+synthetic:NAME`` makes the other corpus from the base itself: ``other`` (the same spectrum on
+other axes: a new kind of traffic), ``rotation`` (a random rotation by 0.3 rad of the base
+rows), ``noise`` (noise then renormalisation, cosine about 0.98), ``zeros`` (all-zero vectors).
 """
 
 from __future__ import annotations
@@ -27,8 +28,17 @@ import numpy.typing as npt
 START = np.datetime64("2026-01-01T00:00:00", "s")
 
 
+def anisotropic(seed: int, reverse: bool = False) -> npt.NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(1.0, 0.2, 64)
+    x = rng.normal(size=(5000, 64)) * (scales[::-1] if reverse else scales)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 def synthetic(base: npt.NDArray[np.float32], name: str, rng: np.random.Generator) -> np.ndarray:
     d = base.shape[1]
+    if name == "other":
+        return anisotropic(8, reverse=True)
     if name == "zeros":
         return np.zeros((16, d), dtype=np.float32)
     if name == "noise":
@@ -47,7 +57,7 @@ def synthetic(base: npt.NDArray[np.float32], name: str, rng: np.random.Generator
             + np.outer(pa * np.sin(theta) + pb * (np.cos(theta) - 1), b)
         )
         return rotated.astype(np.float32)
-    raise SystemExit(f"unknown synthetic corpus {name!r}: rotation, noise or zeros")
+    raise SystemExit(f"unknown synthetic corpus {name!r}: other, rotation, noise or zeros")
 
 
 def build(
@@ -78,7 +88,7 @@ def build(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", type=Path, required=True, help="base corpus (.npy, n x d)")
+    parser.add_argument("--base", required=True, help="base corpus (.npy, n x d) or synthetic")
     parser.add_argument("--other", default=None, help="corpus mixed in (.npy) or synthetic:NAME")
     parser.add_argument("--mix", type=float, default=0.0, help="share of rows replaced")
     parser.add_argument("--shift-at", type=float, default=None, help="hour the mixing starts")
@@ -88,7 +98,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    base = np.load(args.base).astype(np.float32)
+    base = anisotropic(7) if args.base == "synthetic" else np.load(args.base).astype(np.float32)
     rng = np.random.default_rng(args.seed + 1)
     other = None
     if args.other is not None:

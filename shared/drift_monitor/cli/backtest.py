@@ -120,8 +120,14 @@ def _summary(doc: dict[str, Any], every: float) -> str:
         f"pages: {summary['triggers']} trigger(s)"
         + (f", first at {summary['first_trigger_at']}" if summary["first_trigger_at"] else ""),
     ]
+    reminders = sum(page["action"] == "remind" for page in doc["pages"])
     for page in doc["pages"]:
-        lines.append(f"  {page['at']}  {page['action']}")
+        if page["action"] != "remind":
+            lines.append(f"  {page['at']}  {page['action']}")
+    if reminders:
+        lines.append(
+            f"  and {reminders} reminder(s) while pages were open (ALERT_COOLDOWN_MINUTES)"
+        )
     if evidence:
         threshold = next(r["threshold"] for r in runs if r["threshold"] is not None)
         lines.append(f"evidence (log10): max {max(evidence):.2f} against threshold {threshold:.2f}")

@@ -32,7 +32,7 @@ from drift_monitor.service import alerting, detection, ingest
 
 # Rows are sent in batches of at most this span of stream time (and BATCH_SIZE rows): close
 # enough to the recorded timestamps for hour-long windows, few enough requests to be fast.
-BATCH_SPAN = timedelta(minutes=5)
+BATCH_SPAN = timedelta(minutes=15)
 
 
 class StreamError(ValueError):

@@ -48,11 +48,13 @@ logger = logging.getLogger(__name__)
 STATUSES = ("ok", "drift", "insufficient_data", "error")
 DEFAULT_TIME_BUDGET_SECONDS = 240.0
 WARMUP_MIN_VECTORS = 500
-# The instant check's default battery. The engine's default adds a permutation MMD, whose
-# smallest attainable p-value (1/201) is far above the instant level (1e-5 for hourly runs on a
-# 365-day budget): it could never fire, and what it sees (whole-vector changes) is what the
-# novelty evidence accumulates. A configured ``statistical_test`` is used as given.
-INSTANT_TESTS = ("ad",)
+# The instant check's default battery: the per-dimension AD test and the novelty-rate test,
+# whose p-values (asymptotic; exact over exchangeable ranks) reach the instant level. The
+# engine's default adds a 200-permutation MMD, whose smallest attainable p-value (1/201) is far
+# above that level (1e-5 for hourly runs on a 365-day budget): it could never fire, and what it
+# sees (whole-vector changes) is what the novelty evidence accumulates. A configured
+# ``statistical_test`` is used as given.
+INSTANT_TESTS = ("ad", "novelty")
 # Resamples of the window's KL interval (informational; the decision does not use it).
 WINDOW_BOOTSTRAP = 50
 

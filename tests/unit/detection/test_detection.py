@@ -145,7 +145,7 @@ def test_default_threshold_comes_from_settings(batches, monitor, recorder, engin
     seed_traffic(batches)
     detect("m", batches, monitor, recorder, engine, settings)
     assert engine.calls[0]["threshold"] == settings.drift_threshold
-    assert engine.calls[0]["tests"] == ["ad"]  # the instant battery (see INSTANT_TESTS)
+    assert engine.calls[0]["tests"] == ["ad", "novelty"]  # the instant battery (INSTANT_TESTS)
 
 
 def test_rolling_baseline_is_historical_window_before_current(batches, monitor, recorder,
