@@ -63,9 +63,7 @@ def test_json_document_has_the_specified_shape(tmp_path, capsys, monkeypatch):
         "runs": 12,
         "drift_runs": sum(r["status"] == "drift" for r in doc["runs"]),
         "triggers": sum(p["action"] == "trigger" for p in doc["pages"]),
-        "first_trigger_at": next(
-            (p["at"] for p in doc["pages"] if p["action"] == "trigger"), None
-        ),
+        "first_trigger_at": next((p["at"] for p in doc["pages"] if p["action"] == "trigger"), None),
     }
     # nothing written outside the temporary store
     assert os.listdir(tmp_path) == ["s.npz"]

@@ -1,0 +1,92 @@
+"""The sequential monitor over simulated months: calibration of its bets and evidence, delays.
+
+Streams are draws with replacement from a corpus, so the corpus is the population and a bet's
+true null win rate is exactly the share of the corpus that wins it. Fixed seeds throughout.
+``scripts/sequential_study.py`` prints the full tables of docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from drift_monitor.drift import sequential as sq
+from scipy import stats
+
+pytestmark = pytest.mark.statistical
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO / "scripts"))
+
+import sequential_study as study  # noqa: E402
+
+
+def corpus(name: str) -> np.ndarray:
+    if name not in ("gaussian", "gaussian-other") and not DATA.exists():
+        pytest.skip(f"real embeddings not found at {DATA}")
+    return study.corpus(name)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "debian", "nouns"])
+def test_bet_bounds_hold_for_the_population(name: str) -> None:
+    """Over random baselines, a bet's exact null win rate exceeds its bound rarely.
+
+    Every bet pays ``1 / π⁺`` on a win, so its e-value has mean at most 1 exactly when the true
+    win rate is at most ``π⁺``; the bounds hold for all 13 bets at once except with probability
+    ``CALIBRATION_RISK`` per baseline. Replacing ``π⁺`` by the nominal rate makes about half
+    the bets exceed in most trials, and this test fail.
+    """
+    base = corpus(name)
+    rng = np.random.default_rng(11)
+    trials, failures = 40, 0
+    for t in range(trials):
+        sample = base[rng.integers(0, base.shape[0], size=2000 + 4000)]
+        reference = sq.fit_reference(sample, t, fit_size=2000)
+        population = reference.score(base)  # every corpus row is a possible null vector
+        bets = sq.calibrate(reference.calibration_scores())
+        failures += any(
+            bet.stake > 0 and float(np.mean(bet.wins(population))) > bet.bound for bet in bets
+        )
+    bound = stats.binom.ppf(0.99, trials, sq.CALIBRATION_RISK)
+    print(f"\n{name}: baselines with any bet above its bound {failures}/{trials} (<= {bound:g})")
+    assert failures <= bound
+
+
+@pytest.mark.parametrize("name", ["gaussian", "debian"])
+def test_stationary_month_reaches_lower_thresholds_no_more_than_the_bound(name: str) -> None:
+    """A model-month of stationary traffic at 120 vectors per hour, hourly runs: no page, and
+    the evidence reaches the lower thresholds 10 and 100 (restarting after each) no more often
+    than the e-detector bound allows (mean run length at least c')."""
+    base = corpus(name)
+    out = study.simulate(base, None, mix=0, shift_at=None, back_at=None, hours=720, rate=120,
+                         every=60, seed=3, lower=(10.0, 100.0))  # fmt: skip
+    assert out.triggers == []
+    crossings = out.crossings or {}
+    print(f"\n{name}: max evidence {out.max_evidence:.2f}, reached {crossings} in {out.runs} runs")
+    for c, reached in crossings.items():
+        # Poisson upper 99.9 % quantile for a mean of runs / c
+        assert reached <= stats.poisson.ppf(0.999, out.runs / c)
+    assert out.max_evidence < 0.5 * sq.Budget(365, 60).log_threshold / np.log(10)
+
+
+@pytest.mark.parametrize(
+    ("base_name", "other_name", "mix", "within_hours"),
+    [
+        ("gaussian", "gaussian-other", 1.0, 1.0),
+        ("gaussian", "gaussian-other", 0.05, 12.0),
+        ("debian", "docstrings", 1.0, 1.0),
+        ("debian", "docstrings", 0.25, 6.0),
+        ("debian", "docstrings", 0.10, 24.0),
+    ],
+)
+def test_shifts_page_in_time_once_and_resolve(base_name, other_name, mix, within_hours) -> None:
+    base, other = corpus(base_name), corpus(other_name)
+    for seed in range(2):
+        out = study.simulate(base, other, mix=mix, shift_at=24.0, back_at=24.0 + 48.0,
+                             hours=108.0, rate=120, every=60, seed=50 + seed)  # fmt: skip
+        assert len(out.triggers) == 1, out.triggers  # none before the shift, one for it
+        assert 0 < out.triggers[0] <= within_hours, out.triggers
+        assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves
