@@ -313,9 +313,12 @@ def _send(
     """Ingest rows ``start:end`` in batches of at most ``BATCH_SPAN`` and ``BATCH_SIZE`` rows."""
     seconds = stream.seconds
     span = int(BATCH_SPAN.total_seconds())
+    # as many rows as BATCH_SIZE and MAX_REQUEST_BYTES allow (float32 body plus .npy header)
+    row_bytes = 4 * stream.embeddings.shape[1]
+    max_rows = max(1, min(limits.batch_size, (limits.max_request_bytes - 1024) // row_bytes))
     while start < end:
         stop = int(np.searchsorted(seconds, seconds[start] + span, side="left"))
-        stop = min(stop, end, start + limits.batch_size)
+        stop = min(stop, end, start + max_rows)
         request = IngestRequest(
             body=_npy(stream.embeddings[start:stop]),
             content_type="application/x-npy",

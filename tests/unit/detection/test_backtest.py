@@ -166,3 +166,13 @@ def test_missing_and_unreadable_files_exit_2(tmp_path, capsys):
     (tmp_path / "text.npz").write_text("not a zip")
     code, _, err = backtest(capsys, str(tmp_path / "text.npz"))
     assert code == 2 and "not a readable .npz" in err
+
+
+def test_rows_are_batched_within_the_request_limits(tmp_path, capsys, monkeypatch):
+    """A stream denser than BATCH_SIZE or MAX_REQUEST_BYTES per batch is split, not refused."""
+    monkeypatch.setenv("BATCH_SIZE", "50")
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "4096")  # 4096 bytes: 47 rows of 16 float32
+    path = stream(tmp_path / "s.npz", hours=3, rate=300)
+    code, out, err = backtest(capsys, str(path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["summary"]["runs"] == 3
