@@ -170,3 +170,49 @@ class PrometheusServer:
                     return got
             time.sleep(0.5)
         raise AssertionError(f"{expr}: expected {expected}, last value {got}")
+
+
+class PushgatewayServer:
+    """A private ``prometheus-pushgateway`` on a free loopback port (nothing pushed before)."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
+        if not Path(binary).exists():
+            raise FileNotFoundError("prometheus-pushgateway not found")
+        self.binary = binary
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PushgatewayServer:
+        # Debian's default persistence file is shared by every gateway on the machine.
+        self._dir = Path(tempfile.mkdtemp(prefix="drift-pushgateway-"))
+        self._process = subprocess.Popen(
+            [
+                self.binary,
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--persistence.file={self._dir / 'pushgateway.data'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__(None, None, None)
+        raise RuntimeError("prometheus-pushgateway did not become ready")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(10)
+        shutil.rmtree(self._dir, ignore_errors=True)
