@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,8 +44,26 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; an unexpected error is one line on stderr and exit status 1.
+
+    ``DRIFT_MONITOR_DEBUG=1`` lets the exception (and its traceback) through instead.
+    """
     args = build_parser().parse_args(argv)
-    status: int = args._run(args)
+    try:
+        status: int = args._run(args)
+    except KeyboardInterrupt:
+        print(f"drift-monitor {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("DRIFT_MONITOR_DEBUG", "").strip().lower() in ("1", "true", "yes"):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(
+            f"drift-monitor {args.command}: error: {message} "
+            "(DRIFT_MONITOR_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return status
 
 
