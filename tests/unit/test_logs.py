@@ -88,11 +88,9 @@ def test_cli_errors_are_one_line_without_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.delenv("DRIFT_MONITOR_DEBUG", raising=False)
     assert main(["rebuild-stats", "some/model"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("drift-monitor rebuild-stats: error: REDIS_URL is required")
-    monkeypatch.setenv("DRIFT_MONITOR_DEBUG", "1")
     with pytest.raises(RuntimeError, match="REDIS_URL"):
-        main(["rebuild-stats", "some/model"])
+        main(["--traceback", "rebuild-stats", "some/model"])

@@ -62,6 +62,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import default_handler
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -563,10 +564,18 @@ class PushgatewayExporter:
         Seconds per HTTP request to the gateway.
     """
 
-    def __init__(self, url: str, job: str = "drift_monitor", *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        job: str = "drift_monitor",
+        *,
+        timeout: float = 5.0,
+        token: Callable[[], str | None] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.job = job
         self.timeout = timeout
+        self.token = token  # bearer token per request (the Cloud Run gateway's ID token)
         self._pending = _PendingAlerts()
         self._push_lock = threading.Lock()
         self._pushed: dict[str, dict[tuple[str, SampleKey], float]] = {}
@@ -584,8 +593,20 @@ class PushgatewayExporter:
     def alert_sent(self, model_id: str, channel: str, action: str) -> None:
         self._pending.add(model_id, channel, action)
 
+    def _auth(self) -> list[tuple[str, str]]:
+        token = self.token() if self.token is not None else None
+        return [("Authorization", f"Bearer {token}")] if token else []
+
+    def _handler(
+        self, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+        data: bytes,
+    ) -> Callable[[], None]:  # fmt: skip
+        return default_handler(url, method, timeout, [*headers, *self._auth()], data)
+
     def _scrape(self) -> str:
-        request = urllib.request.Request(f"{self._base}/metrics", method="GET")
+        request = urllib.request.Request(
+            f"{self._base}/metrics", method="GET", headers=dict(self._auth())
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             text: str = response.read().decode("utf-8")
         return text
@@ -632,6 +653,7 @@ class PushgatewayExporter:
                 registry=registry,
                 grouping_key=self.grouping_key(run.model_id),
                 timeout=self.timeout,
+                handler=self._handler,
             )
         except (OSError, urllib.error.URLError, ValueError) as exc:
             # Keep the increments for the next run rather than losing them.
@@ -669,6 +691,7 @@ class PushgatewayExporter:
                     registry=registry,
                     grouping_key={"function": function},
                     timeout=self.timeout,
+                    handler=self._handler,
                 )
             except (OSError, urllib.error.URLError, ValueError) as exc:
                 _log.warning(
@@ -891,3 +914,35 @@ class RecordingExporter:
                     ):
                         return float(sample.value)
         return None
+
+
+def google_id_token(audience: str, *, refresh_seconds: float = 3000.0) -> Callable[[], str | None]:
+    """A token source for :class:`PushgatewayExporter`: a Google ID token for ``audience``
+    (the Cloud Run gateway's URL) from the runtime's credentials, cached ~50 minutes (tokens
+    live an hour). Outside Google Cloud, or when no token can be had, it returns None once
+    logged, and pushes go without one (a gateway that needs it answers 403, logged)."""
+    lock = threading.Lock()
+    cached: dict[str, Any] = {"token": None, "at": float("-inf"), "warned": False}
+
+    def token() -> str | None:
+        with lock:
+            if time.monotonic() - cached["at"] < refresh_seconds:
+                return cached["token"]  # type: ignore[no-any-return]
+            try:
+                import google.auth.transport.requests
+                from google.oauth2 import id_token
+
+                request = google.auth.transport.requests.Request()  # type: ignore[no-untyped-call]
+                value: str = id_token.fetch_id_token(request, audience)  # type: ignore[no-untyped-call]
+            except Exception as exc:  # no metadata server, no credentials, ...
+                if not cached["warned"]:
+                    _log.warning(
+                        "no ID token for the Pushgateway; pushing without one",
+                        extra={"fields": {"audience": audience, "error": repr(exc)}},
+                    )
+                    cached["warned"] = True
+                return None
+            cached.update(token=value, at=time.monotonic())
+            return value
+
+    return token

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drift-monitor", description="Embedding drift monitor: ingest, statistics, alerts."
     )
     parser.add_argument("--version", action="version", version=f"drift-monitor {_version()}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in SUBCOMMANDS:
         try:
@@ -46,7 +48,7 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; an unexpected error is one line on stderr and exit status 1.
 
-    ``DRIFT_MONITOR_DEBUG=1`` lets the exception (and its traceback) through instead.
+    ``drift-monitor --traceback COMMAND ...`` lets the exception (and its traceback) through.
     """
     args = build_parser().parse_args(argv)
     try:
@@ -55,12 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"drift-monitor {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if os.environ.get("DRIFT_MONITOR_DEBUG", "").strip().lower() in ("1", "true", "yes"):
+        if args.traceback:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(
             f"drift-monitor {args.command}: error: {message} "
-            "(DRIFT_MONITOR_DEBUG=1 shows the traceback)",
+            "(drift-monitor --traceback shows where)",
             file=sys.stderr,
         )
         return 1

@@ -139,3 +139,61 @@ def test_merge_adds_increments_since_the_last_push_and_keeps_other_families() ->
         == 1
     )
     assert "drift_monitor_persist_latency_seconds" not in group  # never observed
+
+
+def test_pushes_and_reads_carry_the_bearer_token() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, body: bytes = b"") -> None:
+            seen.append((self.command, self.headers.get("Authorization")))
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._answer(b"")
+
+        def do_PUT(self) -> None:
+            self._answer()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        exporter = m.PushgatewayExporter(url, token=lambda: "id-token-1")
+        assert exporter.export_run(run("a", 1.0))
+        metrics = LatencyMetrics()
+        metrics.observe_ingest(0.1)
+        assert exporter.push_function(metrics, "ingest")
+        assert seen == [
+            ("GET", "Bearer id-token-1"),
+            ("PUT", "Bearer id-token-1"),
+            ("GET", "Bearer id-token-1"),
+            ("PUT", "Bearer id-token-1"),
+        ]
+        seen.clear()
+        assert m.PushgatewayExporter(url).export_run(run("a", 1.0))
+        assert seen == [("GET", None), ("PUT", None)]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_id_token_source_without_google_credentials_gives_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tests/conftest.py points the metadata server at a closed port: no token to be had
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    source = m.google_id_token("https://gateway.example")
+    assert source() is None
