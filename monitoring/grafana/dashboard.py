@@ -161,12 +161,35 @@ def panels() -> list[Panel]:
             description="Alert DriftMonitorDetectionStale fires above two schedule intervals.",
         )
     )
-    out.append(row("Pipeline", 22))
+    out.append(
+        series(
+            "Evidence against threshold (log10; pages at 1 = threshold)",
+            [
+                target(
+                    f"max by (model_id) (drift_monitor_evidence_ratio{{{MODEL}}})",
+                    "evidence / threshold {{model_id}}",
+                ),
+                target(
+                    f"max by (model_id) (drift_monitor_evidence{{{MODEL}}})",
+                    "evidence {{model_id}}",
+                    "B",
+                ),
+                target(
+                    f"max by (model_id) (drift_monitor_evidence_threshold{{{MODEL}}})",
+                    "threshold {{model_id}}",
+                    "C",
+                ),
+            ],
+            GridPos(h=8, w=24, x=0, y=22),
+            description="The sequential monitor's accumulated evidence of drift per model.",
+        )
+    )
+    out.append(row("Pipeline", 30))
     out.append(
         series(
             "Ingest requests per second by status code",
             [target("code:drift_monitor_ingest_requests:rate5m", "{{code}}")],
-            GridPos(h=8, w=12, x=0, y=23),
+            GridPos(h=8, w=12, x=0, y=31),
             unit="reqps",
         )
     )
@@ -178,7 +201,7 @@ def panels() -> list[Panel]:
                 target("drift_monitor:persist_latency_seconds:p95_5m", "persist", "B"),
                 target("drift_monitor:stats_latency_seconds:p95_5m", "stats", "C"),
             ],
-            GridPos(h=8, w=12, x=12, y=23),
+            GridPos(h=8, w=12, x=12, y=31),
             unit="s",
         )
     )
@@ -186,7 +209,7 @@ def panels() -> list[Panel]:
         series(
             "Dead letters (15 min)",
             [target("consumer:drift_monitor_dead_letters:increase15m", "{{consumer}}")],
-            GridPos(h=8, w=12, x=0, y=31),
+            GridPos(h=8, w=12, x=0, y=39),
             draw="bars",
         )
     )
@@ -199,16 +222,16 @@ def panels() -> list[Panel]:
                     "{{model_id}}",
                 )
             ],
-            GridPos(h=8, w=12, x=12, y=31),
+            GridPos(h=8, w=12, x=12, y=39),
             unit="s",
         )
     )
-    out.append(row("Database and process", 39))
+    out.append(row("Database and process", 47))
     out.append(
         series(
             "SQL statement p95 by operation",
             [target("operation:drift_monitor_db_query_duration_seconds:p95_5m", "{{operation}}")],
-            GridPos(h=8, w=8, x=0, y=40),
+            GridPos(h=8, w=8, x=0, y=48),
             unit="s",
         )
     )
@@ -216,7 +239,7 @@ def panels() -> list[Panel]:
         series(
             "SQL connection pool",
             [target("sum by (state) (drift_monitor_db_pool_connections)", "{{state}}")],
-            GridPos(h=8, w=8, x=8, y=40),
+            GridPos(h=8, w=8, x=8, y=48),
         )
     )
     out.append(
@@ -226,11 +249,11 @@ def panels() -> list[Panel]:
                 target("max by (job) (process_resident_memory_bytes)", "RSS {{job}}"),
                 target("max by (job) (rate(process_cpu_seconds_total[5m]))", "CPU {{job}}", "B"),
             ],
-            GridPos(h=8, w=8, x=16, y=40),
+            GridPos(h=8, w=8, x=16, y=48),
             description="Functions: see Cloud Run's own CPU and memory metrics.",
         )
     )
-    out.append(row("Alerts", 48))
+    out.append(row("Alerts", 56))
     out.append(
         series(
             "Alerts sent per day by model, channel and action",
@@ -240,7 +263,7 @@ def panels() -> list[Panel]:
                     "{{model_id}} {{channel}} {{action}}",
                 )
             ],
-            GridPos(h=8, w=WIDTH, x=0, y=49),
+            GridPos(h=8, w=WIDTH, x=0, y=57),
             draw="bars",
         )
     )

@@ -38,6 +38,8 @@ def test_dashboard_has_the_expected_panels_and_an_import_data_source() -> None:
         "drift_monitor_model_drift_detected",
         "drift_monitor_p_value",
         "drift_monitor_drift_score",
+        "drift_monitor_evidence_ratio",
+        "drift_monitor_evidence_threshold",
         "code:drift_monitor_ingest_requests:rate5m",
         "drift_monitor:ingest_latency_seconds:p95_5m",
         "drift_monitor:persist_latency_seconds:p95_5m",
