@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functions_framework
 from cloudevents.http.event import CloudEvent
+from drift_monitor import logs
 from drift_monitor.config import Settings
 from drift_monitor.domain.errors import ValidationError
 from drift_monitor.entrypoints import (
@@ -49,7 +50,8 @@ def http_error(error: HTTPException) -> Response:
 
 @functions_framework.http
 def ingest(request: Request) -> Response:
-    return ingest_http.handle(request)
+    with logs.request_context(request.headers):  # trace ids on every line
+        return ingest_http.handle(request)
 
 
 @functions_framework.cloud_event
@@ -64,7 +66,8 @@ def stats(event: CloudEvent) -> None:
 
 @functions_framework.http
 def detect(request: Request) -> Response:
-    return detect_http.handle(request)
+    with logs.request_context(request.headers):  # trace ids on every line
+        return detect_http.handle(request)
 
 
 @functions_framework.cloud_event
@@ -74,4 +77,5 @@ def check(event: CloudEvent) -> None:
 
 @functions_framework.http
 def api(request: Request) -> Response:
-    return api_http.handle(request)
+    with logs.request_context(request.headers):  # trace ids on every line
+        return api_http.handle(request)

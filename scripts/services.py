@@ -453,7 +453,13 @@ class Pushgateway(Service):
             raise NotInstalled(
                 "prometheus-pushgateway not found; apt-get install prometheus-pushgateway"
             )
-        return [binary, f"--web.listen-address=127.0.0.1:{self.port}"]
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which
+        # every gateway on the machine would share (and reload): keep it in the workdir.
+        return [
+            binary,
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--persistence.file={self.workdir / 'pushgateway.data'}",
+        ]
 
     def ready(self) -> bool:
         return http_ok(f"http://127.0.0.1:{self.port}/-/ready")

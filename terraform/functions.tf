@@ -64,6 +64,8 @@ locals {
     DB_IAM_AUTH              = "false"
     DB_IP_TYPE               = "private" # the instance has no public address
     STATS_BUCKET_SECONDS     = tostring(var.stats_bucket_seconds)
+    # ingest, persist, stats and detect push their metrics there (pushgateway.tf).
+    PROMETHEUS_GATEWAY = local.pushgateway_url
     # Empty means "any dimension" (Settings treats blank as unset).
     EMBEDDING_DIMENSION = var.embedding_dimension == null ? "" : tostring(var.embedding_dimension)
   }
@@ -83,7 +85,6 @@ locals {
     # against HISTORICAL_WINDOW_DAYS, which api reads.
     BATCH_RETENTION_DAYS   = tostring(var.batch_retention_days)
     ALERT_COOLDOWN_MINUTES = tostring(var.alert_cooldown_minutes)
-    PROMETHEUS_GATEWAY     = var.prometheus_gateway_url
     PAGERDUTY_EVENTS_URL   = var.pagerduty_events_url
   }
 
@@ -196,9 +197,10 @@ resource "google_cloudfunctions2_function" "fn" {
     # revision by name before applying). Plain `terraform apply` sends new revisions 100%.
     all_traffic_on_latest_revision = !var.staged_rollout
     vpc_connector                  = google_vpc_access_connector.main.id
-    # Only private ranges (Cloud SQL, Redis) go through the connector; Google APIs and
-    # PagerDuty keep the direct path.
-    vpc_connector_egress_settings = "PRIVATE_RANGES_ONLY"
+    # With the internal-only Pushgateway (pushgateway.tf) all egress goes through the
+    # connector, so Cloud Run counts the pushes as internal traffic; Cloud NAT carries the rest
+    # (PagerDuty, webhooks). Without it only private ranges (Cloud SQL, Redis) need the VPC.
+    vpc_connector_egress_settings = var.deploy_pushgateway ? "ALL_TRAFFIC" : "PRIVATE_RANGES_ONLY"
 
     environment_variables = local.function_env[each.key]
 

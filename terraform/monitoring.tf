@@ -132,7 +132,7 @@ resource "google_monitoring_alert_policy" "detection_stale_prometheus" {
   conditions {
     display_name = "last successful detection older than ${var.detection_stale_after_seconds}s"
     condition_prometheus_query_language {
-      query               = "time() - max(${local.metric_names.last_success}) > ${var.detection_stale_after_seconds}"
+      query               = "time() - max by (model_id) (${local.metric_names.last_success}) > ${var.detection_stale_after_seconds}"
       duration            = "300s"
       evaluation_interval = "60s"
       alert_rule          = "DriftDetectionStale"

@@ -285,9 +285,31 @@ variable "max_future_seconds" {
 }
 
 variable "prometheus_gateway_url" {
-  description = "PROMETHEUS_GATEWAY: Pushgateway URL reachable from the VPC (empty disables the push)."
+  description = "PROMETHEUS_GATEWAY when deploy_pushgateway is false: a Pushgateway URL reachable from the VPC (empty disables the push)."
   type        = string
   default     = ""
+}
+
+variable "deploy_pushgateway" {
+  description = "Deploy the Pushgateway on Cloud Run (pushgateway.tf) with Managed Prometheus collection, and point the functions' PROMETHEUS_GATEWAY at it."
+  type        = bool
+  default     = true
+}
+
+variable "pushgateway_image" {
+  description = "The Pushgateway container: the official image, pinned to one release (pin a digest, @sha256:..., for stricter supply-chain control)."
+  type        = string
+  default     = "docker.io/prom/pushgateway:v1.11.0"
+  validation {
+    condition     = can(regex("^(docker\\.io/)?prom/pushgateway(:v[0-9]+\\.[0-9]+\\.[0-9]+(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$", var.pushgateway_image))
+    error_message = "Use prom/pushgateway pinned to a release tag (:vX.Y.Z) and/or a digest, never latest."
+  }
+}
+
+variable "rungmp_sidecar_image" {
+  description = "Google's Cloud Run Managed Prometheus sidecar, pinned to one release."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.2.0"
 }
 
 variable "pagerduty_events_url" {

@@ -164,7 +164,9 @@ def add_detection(c: Container) -> Container:
     s = c.settings
     c.monitor = SqlMonitorRepository(c.engine, clock=c.clock)
     c.metrics = (
-        PushgatewayExporter(s.prometheus_gateway) if s.prometheus_gateway else LocalMetrics()
+        PushgatewayExporter(s.prometheus_gateway, token=_gateway_token(s.prometheus_gateway))
+        if s.prometheus_gateway
+        else LocalMetrics()
     )
     # One delivery object: its circuit breakers are per endpoint and must outlive a run.
     delivery = HttpDelivery(policy=UrlPolicy.for_environment(s.environment))
@@ -181,6 +183,13 @@ def add_detection(c: Container) -> Container:
         counter=c.metrics,
     )
     return c
+
+
+def _gateway_token(url: str) -> Any:
+    """The Cloud Run Pushgateway (https) needs a Google ID token; a plain http one does not."""
+    from drift_monitor.adapters.metrics import google_id_token
+
+    return google_id_token(url.rstrip("/")) if url.startswith("https://") else None
 
 
 def _embedded(

@@ -61,6 +61,8 @@ STORAGE = {
     "DB_IP_TYPE",
     "STATS_BUCKET_SECONDS",
     "EMBEDDING_DIMENSION",
+    # every function pushes its metrics (terraform/pushgateway.tf; api only carries it)
+    "PROMETHEUS_GATEWAY",
 }
 DETECTION = {
     "DRIFT_THRESHOLD",
@@ -70,7 +72,6 @@ DETECTION = {
     # HISTORICAL_WINDOW_DAYS, so every function that reads that one gets it too.
     "BATCH_RETENTION_DAYS",
     "ALERT_COOLDOWN_MINUTES",
-    "PROMETHEUS_GATEWAY",
     "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL",
     "DRIFT_MONITOR_API_KEY",
@@ -152,6 +153,7 @@ PLACEHOLDERS = {
     "https://europe-west1-my-project.cloudfunctions.net/drift-detect",
     "DRIFT_MONITOR_INVOKERS": "drift-scheduler@my-project.iam.gserviceaccount.com",
     "DRIFT_MONITOR_ADMIN_INVOKERS": "",
+    "PROMETHEUS_GATEWAY": "https://drift-pushgateway-123456789012.europe-west1.run.app",
 }
 
 

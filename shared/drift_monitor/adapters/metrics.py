@@ -21,13 +21,14 @@ one model are serialised by the scheduler, so the read-modify-write does not rac
 (two overlapping runs of the same model could lose one increment); a gateway restart without
 persistence resets the counter, which Prometheus' ``increase()`` handles as a counter reset.
 
-Latency histograms are observed in the ingest and persist functions (many concurrent
-instances). They live in a process registry (:class:`LatencyMetrics`); embedded mode serves it at
-``/metrics``. In GCP, :meth:`PushgatewayExporter.push_latency` pushes it with ``pushadd`` under
-``{function, instance}``, one group per live instance, each cumulative like a scraped target;
-``sum(rate(..._bucket[5m]))`` then aggregates across instances. Groups of instances that are gone
-stay in the gateway (it has no TTL): :meth:`PushgatewayExporter.delete_latency` removes one,
-called on shutdown.
+Process metrics (ingest/persist/stats latency, ingest responses, dead letters, SQL query time
+and connection pool) live in a process registry (:class:`LatencyMetrics`); embedded mode serves
+it at ``/metrics`` with the process collector (CPU, memory). In GCP each function pushes it with
+:meth:`PushgatewayExporter.push_function` under ``{job, function}``: one group per function,
+whatever the number of instances. An instance adds what it observed since its previous push to
+the group's current values (read back from the gateway) and PUTs the sums, so counts are exact
+across instances and the group count is bounded by the number of functions; ``docs/metrics.md``
+discusses the choice and its one race.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,13 +50,19 @@ from typing import Any, Protocol
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Histogram,
-    delete_from_gateway,
+    ProcessCollector,
     generate_latest,
     push_to_gateway,
-    pushadd_to_gateway,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import default_handler
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
@@ -69,6 +77,7 @@ KL_DIVERGENCE = f"{PREFIX}_kl_divergence"
 WINDOW_SAMPLES = f"{PREFIX}_window_samples"
 RUN_STATUS = f"{PREFIX}_run_status"
 RUN_DURATION = f"{PREFIX}_detection_run_duration_seconds"
+DETECTION_DURATION = f"{PREFIX}_detection_duration_seconds"  # histogram
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
 ALERTS_SENT = f"{PREFIX}_alerts_sent"  # exposed as ..._alerts_sent_total
 EVIDENCE = f"{PREFIX}_evidence"
@@ -76,9 +85,16 @@ EVIDENCE_THRESHOLD = f"{PREFIX}_evidence_threshold"
 EVIDENCE_RATIO = f"{PREFIX}_evidence_ratio"
 INGEST_LATENCY = f"{PREFIX}_ingest_latency_seconds"
 PERSIST_LATENCY = f"{PREFIX}_persist_latency_seconds"
+STATS_LATENCY = f"{PREFIX}_stats_latency_seconds"
+INGEST_REQUESTS = f"{PREFIX}_ingest_requests"  # exposed as ..._ingest_requests_total
+DEAD_LETTERS = f"{PREFIX}_dead_letters"  # exposed as ..._dead_letters_total
+DB_QUERY_DURATION = f"{PREFIX}_db_query_duration_seconds"
+DB_POOL_CONNECTIONS = f"{PREFIX}_db_pool_connections"
 
 STATUSES = ("ok", "drift", "insufficient_data", "error")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+DETECTION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+DB_QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -186,12 +202,55 @@ def _int(value: Any) -> int | None:
 AlertTotals = Mapping[tuple[str, str], float]  # (channel, action) -> cumulative count
 
 
+@dataclass(frozen=True)
+class HistogramTotals:
+    """A histogram's cumulative state carried from run to run in a model's group.
+
+    ``counts[i]`` is the number of observations ``<= bounds[i]`` (the last bound is +Inf).
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, buckets: Sequence[float] = DETECTION_BUCKETS) -> HistogramTotals:
+        bounds = (*buckets, math.inf)
+        return cls(bounds, tuple(0.0 for _ in bounds))
+
+    @property
+    def count(self) -> float:
+        return self.counts[-1]
+
+    def observe(self, value: float) -> HistogramTotals:
+        counts = tuple(
+            c + (1.0 if value <= b else 0.0) for b, c in zip(self.bounds, self.counts, strict=True)
+        )
+        return HistogramTotals(self.bounds, counts, self.total + value)
+
+    def family(self, name: str, documentation: str, model_id: str) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, documentation, labels=["model_id"])
+        family.add_metric(
+            [model_id],
+            [(_le(b), c) for b, c in zip(self.bounds, self.counts, strict=True)],
+            sum_value=self.total,
+        )
+        return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
 def run_families(
     run: RunMetrics,
     alert_totals: AlertTotals,
     last_success: float | None,
+    durations: HistogramTotals | None = None,
 ) -> list[Metric]:
     """The metric families of one model's latest run (shared by every exporter).
+
+    A new per-run gauge is added here, once, for every exporter.
 
     Parameters
     ----------
@@ -201,6 +260,8 @@ def run_families(
         Cumulative alerts sent for this model, by ``(channel, action)``.
     last_success
         Unix time of the last run that did not end in ``error`` (this one included).
+    durations
+        The model's detection-duration histogram, this run included (None: not exported).
     """
     m = run.model_id
     score = GaugeMetricFamily(
@@ -272,6 +333,8 @@ def run_families(
     )
     duration.add_metric([m], run.duration_seconds)
     families.append(duration)
+    if durations is not None:
+        families.append(durations.family(DETECTION_DURATION, "Wall time of detection runs.", m))
     if last_success is not None:
         success = GaugeMetricFamily(
             LAST_SUCCESS,
@@ -300,16 +363,23 @@ class _StaticCollector(Collector):
 
 
 def run_registry(
-    run: RunMetrics, alert_totals: AlertTotals, last_success: float | None
+    run: RunMetrics,
+    alert_totals: AlertTotals,
+    last_success: float | None,
+    durations: HistogramTotals | None = None,
 ) -> CollectorRegistry:
     """A fresh registry holding exactly one run's metrics (what is pushed for it)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StaticCollector(run_families(run, alert_totals, last_success)))
+    registry.register(_StaticCollector(run_families(run, alert_totals, last_success, durations)))
     return registry
 
 
 class LatencyMetrics:
-    """Ingest and persist latency histograms; the ingest/persist handlers call ``observe_*``."""
+    """The process's own metrics: what the ingest, persist and stats handlers and the SQL
+    engine observe (embedded mode serves them, functions push them per function).
+
+    Add a process-level metric here, with the registry as its ``registry``.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -325,12 +395,87 @@ class LatencyMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.stats = Histogram(
+            STATS_LATENCY,
+            "Time to fold one batch part into the running statistics.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ingest_requests = Counter(
+            INGEST_REQUESTS,
+            "Ingest requests answered, by HTTP status code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            DEAD_LETTERS,
+            "Messages a consumer rejected to the dead-letter topic.",
+            ["consumer"],
+            registry=self.registry,
+        )
+        for consumer in ("persist", "stats"):  # exported at 0 before the first one
+            self.dead_letters.labels(consumer)
+        self.db_query = Histogram(
+            DB_QUERY_DURATION,
+            "Time of one SQL statement, by its first keyword.",
+            ["operation"],
+            buckets=DB_QUERY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pools = PoolCollector()
+        self.registry.register(self.pools)
 
     def observe_ingest(self, seconds: float) -> None:
         self.ingest.observe(seconds)
 
     def observe_persist(self, seconds: float) -> None:
         self.persist.observe(seconds)
+
+    def observe_stats(self, seconds: float) -> None:
+        self.stats.observe(seconds)
+
+    def count_ingest(self, status: int) -> None:
+        self.ingest_requests.labels(str(status)).inc()
+
+    def count_dead_letter(self, consumer: str) -> None:
+        self.dead_letters.labels(consumer).inc()
+
+    def observe_query(self, operation: str, seconds: float) -> None:
+        self.db_query.labels(operation).observe(seconds)
+
+
+class PoolCollector(Collector):
+    """``drift_monitor_db_pool_connections{state}`` summed over the process's SQL pools.
+
+    Pools register through :meth:`watch` (weakly: a disposed engine drops out); ``state`` is
+    ``checked_out`` (in use), ``idle`` (in the pool) or ``capacity`` (pool size + overflow).
+    """
+
+    def __init__(self) -> None:
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def watch(self, pool: Any) -> None:
+        if callable(getattr(pool, "checkedout", None)):
+            self._pools.add(pool)
+
+    def collect(self) -> Iterator[Metric]:
+        states = {"checked_out": 0.0, "idle": 0.0, "capacity": 0.0}
+        pools = list(self._pools)
+        for pool in pools:
+            states["checked_out"] += float(pool.checkedout())
+            states["idle"] += float(pool.checkedin())
+            size = getattr(pool, "size", None)
+            overflow = getattr(pool, "_max_overflow", 0)
+            if callable(size):
+                states["capacity"] += float(size()) + max(float(overflow), 0.0)
+        if not pools:
+            return iter(())
+        family = GaugeMetricFamily(
+            DB_POOL_CONNECTIONS, "SQL connection pool use, by state.", labels=["state"]
+        )
+        for state, value in states.items():
+            family.add_metric([state], value)
+        return iter([family])
 
 
 _process_latency: LatencyMetrics | None = None
@@ -419,11 +564,21 @@ class PushgatewayExporter:
         Seconds per HTTP request to the gateway.
     """
 
-    def __init__(self, url: str, job: str = "drift_monitor", *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        job: str = "drift_monitor",
+        *,
+        timeout: float = 5.0,
+        token: Callable[[], str | None] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.job = job
         self.timeout = timeout
+        self.token = token  # bearer token per request (the Cloud Run gateway's ID token)
         self._pending = _PendingAlerts()
+        self._push_lock = threading.Lock()
+        self._pushed: dict[str, dict[tuple[str, SampleKey], float]] = {}
 
     def __repr__(self) -> str:
         return f"PushgatewayExporter(url={self.url!r}, job={self.job!r})"
@@ -438,15 +593,33 @@ class PushgatewayExporter:
     def alert_sent(self, model_id: str, channel: str, action: str) -> None:
         self._pending.add(model_id, channel, action)
 
-    def read_group(self, model_id: str) -> tuple[dict[tuple[str, str], float], float | None]:
-        """The alert totals and last-success time currently stored in the model's group."""
-        request = urllib.request.Request(f"{self._base}/metrics", method="GET")
+    def _auth(self) -> list[tuple[str, str]]:
+        token = self.token() if self.token is not None else None
+        return [("Authorization", f"Bearer {token}")] if token else []
+
+    def _handler(
+        self, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+        data: bytes,
+    ) -> Callable[[], None]:  # fmt: skip
+        return default_handler(url, method, timeout, [*headers, *self._auth()], data)
+
+    def _scrape(self) -> str:
+        request = urllib.request.Request(
+            f"{self._base}/metrics", method="GET", headers=dict(self._auth())
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            text = response.read().decode("utf-8")
+            text: str = response.read().decode("utf-8")
+        return text
+
+    def read_group(self, model_id: str) -> GroupState:
+        """The cumulative series currently stored in the model's group."""
         totals: dict[tuple[str, str], float] = {}
         last_success: float | None = None
-        for family in text_string_to_metric_families(text):
-            if family.name not in (ALERTS_SENT, LAST_SUCCESS):
+        buckets: dict[float, float] = {}  # upper bound -> cumulative count
+        duration_sum = 0.0
+        wanted = (ALERTS_SENT, LAST_SUCCESS, DETECTION_DURATION)
+        for family in text_string_to_metric_families(self._scrape()):
+            if family.name not in wanted:
                 continue
             for sample in family.samples:
                 labels = sample.labels
@@ -457,22 +630,30 @@ class PushgatewayExporter:
                     totals[key] = totals.get(key, 0.0) + sample.value
                 elif sample.name == LAST_SUCCESS:
                     last_success = sample.value
-        return totals, last_success
+                elif sample.name == f"{DETECTION_DURATION}_bucket":
+                    buckets[float(labels.get("le", "nan"))] = sample.value
+                elif sample.name == f"{DETECTION_DURATION}_sum":
+                    duration_sum = sample.value
+        durations = HistogramTotals.empty()
+        # The gateway writes bounds its own way ("1" for 1.0): compare them as numbers.
+        if buckets and set(buckets) == set(durations.bounds):  # else: buckets changed, restart
+            counts = tuple(buckets[b] for b in durations.bounds)
+            durations = HistogramTotals(durations.bounds, counts, duration_sum)
+        return GroupState(totals, last_success, durations)
 
     def export_run(self, run: RunMetrics) -> bool:
         """Read the group's counters back, add this run's alerts, and PUT the group."""
         new_alerts = self._pending.take(run.model_id)
         try:
-            previous, last_success = self.read_group(run.model_id)
-            if run.status != "error":
-                last_success = run.finished_at
-            registry = run_registry(run, _add(previous, new_alerts), last_success)
+            state = self.read_group(run.model_id).after(run, new_alerts)
+            registry = run_registry(run, state.alerts, state.last_success, state.durations)
             push_to_gateway(
                 self._base,
                 job=self.job,
                 registry=registry,
                 grouping_key=self.grouping_key(run.model_id),
                 timeout=self.timeout,
+                handler=self._handler,
             )
         except (OSError, urllib.error.URLError, ValueError) as exc:
             # Keep the increments for the next run rather than losing them.
@@ -486,41 +667,143 @@ class PushgatewayExporter:
             return False
         return True
 
-    def push_latency(self, latency: LatencyMetrics, function: str, instance: str) -> bool:
-        """``pushadd`` the latency histograms of one function instance (see module doc)."""
-        try:
-            pushadd_to_gateway(
-                self._base,
-                job=self.job,
-                registry=latency.registry,
-                grouping_key={"function": function, "instance": instance},
-                timeout=self.timeout,
-            )
-        except (OSError, urllib.error.URLError) as exc:
-            _log.warning(
-                "latency push failed",
-                extra={"fields": {"gateway": self._base, "error": repr(exc)}},
-            )
-            return False
-        return True
+    def push_function(self, metrics: LatencyMetrics, function: str) -> bool:
+        """Add what ``metrics`` observed since the last push to the ``{job, function}`` group.
 
-    def delete_latency(self, function: str, instance: str) -> None:
-        """Remove an instance's latency group (call when the instance shuts down)."""
-        delete_from_gateway(
-            self._base,
-            job=self.job,
-            grouping_key={"function": function, "instance": instance},
-            timeout=self.timeout,
+        Counters and histograms: the group's current values plus this process's increments
+        since its previous successful push; gauges: this process's values. Families the group
+        already holds are carried over, so one PUT never erases another instance's series.
+        """
+        with self._push_lock:
+            local = _families(metrics.registry.collect())
+            previous = self._pushed.get(function, {})
+            try:
+                stored = _families(
+                    text_string_to_metric_families(self._scrape()),
+                    keep={"job": self.job, "function": function},
+                )
+                merged = _merge(stored, local, previous)
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(_StaticCollector(_rebuild(merged)))
+                push_to_gateway(
+                    self._base,
+                    job=self.job,
+                    registry=registry,
+                    grouping_key={"function": function},
+                    timeout=self.timeout,
+                    handler=self._handler,
+                )
+            except (OSError, urllib.error.URLError, ValueError) as exc:
+                _log.warning(
+                    "function metrics push failed",
+                    extra={"fields": {"gateway": self._base, "error": repr(exc)}},
+                )
+                return False
+            self._pushed[function] = {
+                (name, key): value
+                for name, family in local.items()
+                for key, value in family.values.items()
+            }
+            return True
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """The cumulative series of one model's group (read back from the gateway)."""
+
+    alerts: dict[tuple[str, str], float]
+    last_success: float | None
+    durations: HistogramTotals
+
+    def after(self, run: RunMetrics, new_alerts: AlertTotals) -> GroupState:
+        """The state once ``run`` (and the alerts counted during it) is added."""
+        return GroupState(
+            _add(self.alerts, new_alerts),
+            run.finished_at if run.status != "error" else self.last_success,
+            self.durations.observe(run.duration_seconds),
         )
 
 
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]  # sample name, sorted labels
+
+
+@dataclass
+class _Family:
+    name: str
+    type: str
+    documentation: str
+    values: dict[SampleKey, float]
+
+
+_GROUP_LABELS = ("job", "function", "instance")
+
+
+def _families(
+    metrics: Iterable[Metric], keep: Mapping[str, str] | None = None
+) -> dict[str, _Family]:
+    """Sample values by family; with ``keep``, only samples carrying those labels (the
+    grouping labels are then dropped). ``_created`` samples are skipped."""
+    out: dict[str, _Family] = {}
+    for metric in metrics:
+        if not metric.name.startswith(PREFIX):
+            continue  # push_time_seconds and other groups' bookkeeping
+        for sample in metric.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = sample.labels
+            if keep is not None:
+                if any(labels.get(k) != v for k, v in keep.items()):
+                    continue
+                labels = {k: v for k, v in labels.items() if k not in _GROUP_LABELS}
+            family = out.setdefault(
+                metric.name, _Family(metric.name, metric.type, metric.documentation, {})
+            )
+            family.values[(sample.name, tuple(sorted(labels.items())))] = float(sample.value)
+    return out
+
+
+def _merge(
+    stored: Mapping[str, _Family],
+    local: Mapping[str, _Family],
+    previous: Mapping[tuple[str, SampleKey], float],
+) -> dict[str, _Family]:
+    """The group after this process's push: stored + (local - previous), gauges replaced."""
+    merged = {
+        name: _Family(f.name, f.type, f.documentation, dict(f.values)) for name, f in stored.items()
+    }
+    for name, family in local.items():
+        if family.type == "gauge":
+            merged[name] = _Family(name, family.type, family.documentation, dict(family.values))
+            continue
+        deltas = {k: v - previous.get((name, k), 0.0) for k, v in family.values.items()}
+        if name not in merged:
+            if not any(family.values.values()):
+                continue  # never observed here (e.g. persist latency in the ingest function)
+            merged[name] = _Family(name, family.type, family.documentation, {})
+        target = merged[name].values
+        for key, delta in deltas.items():
+            target[key] = target.get(key, 0.0) + delta
+    return merged
+
+
+def _rebuild(families: Mapping[str, _Family]) -> list[Metric]:
+    out = []
+    for family in families.values():
+        metric = Metric(family.name, family.documentation, family.type)
+        for (sample_name, labels), value in family.values.items():
+            metric.add_sample(sample_name, dict(labels), value)
+        out.append(metric)
+    return out
+
+
 class LocalMetrics(Collector):
-    """Embedded-mode metrics: latest run per model, cumulative alerts, latency histograms.
+    """Embedded-mode metrics: latest run per model, cumulative alerts and detection
+    durations, the process metrics (latency, SQL) and the process collector (CPU, memory).
 
     ``render()`` returns the exposition for ``GET /metrics``.
     """
 
-    def __init__(self, latency: LatencyMetrics | None = None) -> None:
+    def __init__(self, latency: LatencyMetrics | None = None, *, process: bool = True) -> None:
         self.latency = latency or process_latency()
         # A registry of its own: several containers in one process (tests) must not see each
         # other's runs; the (shared) latency histograms are collected through it.
@@ -529,7 +812,10 @@ class LocalMetrics(Collector):
         self._runs: dict[str, RunMetrics] = {}
         self._alerts: dict[str, dict[tuple[str, str], float]] = {}
         self._last_success: dict[str, float] = {}
+        self._durations: dict[str, HistogramTotals] = {}
         self.registry.register(self)
+        if process:  # process_cpu_seconds_total, process_resident_memory_bytes, ... (Linux)
+            ProcessCollector(registry=self.registry)
 
     def alert_sent(self, model_id: str, channel: str, action: str) -> None:
         with self._lock:
@@ -541,17 +827,19 @@ class LocalMetrics(Collector):
             self._runs[run.model_id] = run
             if run.status != "error":
                 self._last_success[run.model_id] = run.finished_at
+            durations = self._durations.get(run.model_id) or HistogramTotals.empty()
+            self._durations[run.model_id] = durations.observe(run.duration_seconds)
         return True
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             snapshot = [
-                (run, dict(self._alerts.get(m, {})), self._last_success.get(m))
+                (run, dict(self._alerts.get(m, {})), self._last_success.get(m), self._durations[m])
                 for m, run in sorted(self._runs.items())
             ]
         merged: dict[str, Metric] = {}
-        for run, alerts, last_success in snapshot:
-            for family in run_families(run, alerts, last_success):
+        for run, alerts, last_success, durations in snapshot:
+            for family in run_families(run, alerts, last_success, durations):
                 if family.name in merged:
                     merged[family.name].samples.extend(family.samples)
                 else:
@@ -573,6 +861,7 @@ class PushedGroup:
     alert_totals: dict[tuple[str, str], float]
     last_success: float | None
     exposition: str
+    durations: HistogramTotals = field(default_factory=HistogramTotals.empty)
 
 
 @dataclass
@@ -596,13 +885,20 @@ class RecordingExporter:
             self._pending.put_back(run.model_id, new_alerts)
             return False
         previous = self.groups.get(run.model_id)
-        totals = _add(previous.alert_totals if previous else {}, new_alerts)
-        last_success = previous.last_success if previous else None
-        if run.status != "error":
-            last_success = run.finished_at
-        exposition = generate_latest(run_registry(run, totals, last_success)).decode()
+        state = (
+            GroupState(previous.alert_totals, previous.last_success, previous.durations)
+            if previous
+            else GroupState({}, None, HistogramTotals.empty())
+        ).after(run, new_alerts)
+        registry = run_registry(run, state.alerts, state.last_success, state.durations)
         group = PushedGroup(
-            self.job, {"model_id": run.model_id}, run, totals, last_success, exposition
+            self.job,
+            {"model_id": run.model_id},
+            run,
+            state.alerts,
+            state.last_success,
+            generate_latest(registry).decode(),
+            state.durations,
         )
         self.pushes.append(group)
         self.groups[run.model_id] = group
@@ -618,3 +914,35 @@ class RecordingExporter:
                     ):
                         return float(sample.value)
         return None
+
+
+def google_id_token(audience: str, *, refresh_seconds: float = 3000.0) -> Callable[[], str | None]:
+    """A token source for :class:`PushgatewayExporter`: a Google ID token for ``audience``
+    (the Cloud Run gateway's URL) from the runtime's credentials, cached ~50 minutes (tokens
+    live an hour). Outside Google Cloud, or when no token can be had, it returns None once
+    logged, and pushes go without one (a gateway that needs it answers 403, logged)."""
+    lock = threading.Lock()
+    cached: dict[str, Any] = {"token": None, "at": float("-inf"), "warned": False}
+
+    def token() -> str | None:
+        with lock:
+            if time.monotonic() - cached["at"] < refresh_seconds:
+                return cached["token"]  # type: ignore[no-any-return]
+            try:
+                import google.auth.transport.requests
+                from google.oauth2 import id_token
+
+                request = google.auth.transport.requests.Request()  # type: ignore[no-untyped-call]
+                value: str = id_token.fetch_id_token(request, audience)  # type: ignore[no-untyped-call]
+            except Exception as exc:  # no metadata server, no credentials, ...
+                if not cached["warned"]:
+                    _log.warning(
+                        "no ID token for the Pushgateway; pushing without one",
+                        extra={"fields": {"audience": audience, "error": repr(exc)}},
+                    )
+                    cached["warned"] = True
+                return None
+            cached.update(token=value, at=time.monotonic())
+            return value
+
+    return token

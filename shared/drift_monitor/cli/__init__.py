@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drift-monitor", description="Embedding drift monitor: ingest, statistics, alerts."
     )
     parser.add_argument("--version", action="version", version=f"drift-monitor {_version()}")
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in SUBCOMMANDS:
         try:
@@ -43,8 +46,26 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; an unexpected error is one line on stderr and exit status 1.
+
+    ``drift-monitor --traceback COMMAND ...`` lets the exception (and its traceback) through.
+    """
     args = build_parser().parse_args(argv)
-    status: int = args._run(args)
+    try:
+        status: int = args._run(args)
+    except KeyboardInterrupt:
+        print(f"drift-monitor {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(
+            f"drift-monitor {args.command}: error: {message} "
+            "(drift-monitor --traceback shows where)",
+            file=sys.stderr,
+        )
+        return 1
     return status
 
 

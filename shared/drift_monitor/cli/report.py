@@ -1,11 +1,18 @@
-"""``drift-monitor report MODEL_ID --out FILE.png|FILE.html``: a picture of a model's drift.
+"""``drift-monitor report MODEL_ID --out FILE.png|FILE.html`` (or ``--html``): a model's drift.
 
-Three panels from the stored detection history: every test's effect size relative to its
-practical floor over time (with the headline KL divergence on a second axis) and the alerts
-marked (a red triangle where a drift started — when PagerDuty / the webhook were triggered —
-and a green one where it resolved); every test's p-value on a log scale against its own share
-of alpha (the decision level); and the most drifted dimensions of the latest drift. The HTML
-variant embeds the same PNG with a results table.
+HTML (``--html`` or an ``.html`` file): the page ``GET /drift/report/{model_id}`` serves, one
+self-contained file (``entrypoints/report_page.py``): verdict in words, status band over time
+with alert markers, each test's numbers with a sentence, top dimensions with reference-versus-
+current histograms, quality notes. With ``--url`` the page is fetched from the running monitor.
+
+PNG: four panels from the stored detection history, on a dated UTC time axis: a status band
+(OK / DRIFT / insufficient data / error) with the alerts marked (a red triangle where a drift
+started — when PagerDuty / the webhook were triggered — and a green one where it resolved);
+every test's effect size relative to its practical floor (filled markers where the test decided
+drift, hollow where it did not: an effect above the floor without significance is no drift);
+every test's p-value on a log scale against its own share of alpha (the decision level) and the
+headline KL divergence against its threshold; and the most drifted dimensions of the latest
+drift.
 
 Reads the results from the database (``DATABASE_URL`` or the embedded SQLite file in
 ``--data-dir``), or from a running monitor's API with ``--url`` (``DRIFT_MONITOR_API_KEY``).
@@ -15,16 +22,15 @@ Needs matplotlib (``pip install 'embedding-drift-monitor[report]'``).
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import io
 import os
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +40,17 @@ from drift_monitor.domain.batch import check_model_id
 from drift_monitor.domain.errors import ValidationError
 
 NAME = "report"
-HELP = "Draw a model's drift scores and p-values over time (PNG or HTML)."
+HELP = "A model's drift report: HTML page (--html) or PNG."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_id", help="the model to draw")
-    parser.add_argument("--out", type=Path, required=True, help="FILE.png or FILE.html")
+    parser.add_argument("--out", type=Path, default=None, help="FILE.png or FILE.html")
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="write the HTML report (default file: MODEL_ID.html, '/' as '_')",
+    )
     parser.add_argument("--limit", type=int, default=500, help="newest results to draw (500)")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="embedded data directory (SQLite file)"
@@ -64,10 +75,9 @@ def _from_api(url: str, model_id: str, limit: int, key: str | None) -> list[dict
     return results
 
 
-def _from_database(data_dir: Path | None, model_id: str, limit: int) -> tuple[list[Any], Any]:
-    from drift_monitor.adapters.sql import SqlMonitorRepository, database_url, make_engine
+def _settings(data_dir: Path | None) -> Any:
+    from drift_monitor.adapters.sql import database_url
     from drift_monitor.config import Settings
-    from drift_monitor.entrypoints.api_http import history_entry
 
     settings = Settings.from_env()
     if data_dir is not None:
@@ -77,6 +87,14 @@ def _from_database(data_dir: Path | None, model_id: str, limit: int) -> tuple[li
         database = Path(url.removeprefix("sqlite:///"))
         if not database.exists():  # do not create an empty database just to report on it
             raise ValidationError("data_dir", f"no database at {database}")
+    return settings
+
+
+def _from_database(data_dir: Path | None, model_id: str, limit: int) -> tuple[list[Any], Any]:
+    from drift_monitor.adapters.sql import SqlMonitorRepository, make_engine
+    from drift_monitor.entrypoints.api_http import history_entry
+
+    settings = _settings(data_dir)
     engine = make_engine(settings)
     try:
         monitor = SqlMonitorRepository(engine)
@@ -114,20 +132,60 @@ def _dimension_scores(top: Sequence[Any]) -> list[tuple[str, float]]:
     return out
 
 
+STATUS_COLOURS = {
+    "ok": "#2e7d32",
+    "drift": "#c62828",
+    "insufficient_data": "#9e9e9e",
+    "error": "#6a1b9a",
+}
+
+
 def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: float,
                alpha: float) -> bytes:  # fmt: skip
     """Draw the report and return PNG bytes (``results`` newest first, as the API gives)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     ordered = sorted(results, key=lambda r: r["checked_at"])
-    times = [_time(r["checked_at"]) for r in ordered]
-    fig, (ax_score, ax_p, ax_dims) = plt.subplots(
-        3, 1, figsize=(10, 10), gridspec_kw={"height_ratios": [3, 2, 2]}
-    )
+    # matplotlib date numbers, so every panel shares one dated axis
+    date2num: Any = mdates.date2num
+    times = [float(date2num(_time(r["checked_at"]))) for r in ordered]
+    numeric = times
+    fig = plt.figure(figsize=(10, 12))
+    grid = fig.add_gridspec(5, 1, height_ratios=[0.7, 2.6, 2.2, 1.6, 2.2])
+    ax_band = fig.add_subplot(grid[0])
+    ax_score = fig.add_subplot(grid[1], sharex=ax_band)
+    ax_p = fig.add_subplot(grid[2], sharex=ax_band)
+    ax_kl = fig.add_subplot(grid[3], sharex=ax_band)
+    ax_dims = fig.add_subplot(grid[4])
     fig.suptitle(f"Embedding drift — {model_id}")
+
+    # 1. The verdict of every run as a coloured band, alerts marked where a drift started
+    # (PagerDuty / webhook triggered) and where it resolved.
+    step = (numeric[-1] - numeric[0]) / max(len(numeric) - 1, 1) if len(numeric) > 1 else 1 / 48
+    edges = [*numeric, numeric[-1] + step]
+    previous = None
+    for i, result in enumerate(ordered):
+        status = str(result.get("status"))
+        ax_band.axvspan(edges[i], edges[i + 1], color=STATUS_COLOURS.get(status, "black"))
+        when = times[i]
+        if status == "drift" and previous != "drift":
+            ax_band.plot([when], [0.5], "v", mfc="white", mec="black", ms=12)
+        elif status == "ok" and previous == "drift":
+            ax_band.plot([when], [0.5], "^", mfc="white", mec="black", ms=12)
+        if status in ("ok", "drift"):
+            previous = status
+    ax_band.set_ylim(0, 1)
+    ax_band.set_yticks([])
+    ax_band.set_title("status (▼ alert triggered, ▲ resolved)", fontsize=10, loc="left")
+    ax_band.legend(
+        handles=[Patch(color=c, label=s.replace("_", " ")) for s, c in STATUS_COLOURS.items()],
+        loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8, frameon=False,
+    )  # fmt: skip
 
     test_names = sorted({name for r in ordered for name in (r.get("tests") or {})})
 
@@ -135,9 +193,12 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
         values = [_number(((r.get("tests") or {}).get(name) or {}).get(key)) for r in ordered]
         return [v if v is not None else float("nan") for v in values]
 
-    # Tests measure different things on different scales; what they share is the decision
-    # rule, so draw each test's effect size relative to its practical floor (>= 1: large
-    # enough to count) and its p-value against its own share of alpha.
+    def decided(name: str) -> list[bool]:
+        return [bool(((r.get("tests") or {}).get(name) or {}).get("drift")) for r in ordered]
+
+    # 2. Each test's effect relative to its practical floor. A test decides drift only when
+    # its effect is at least the floor AND it is significant: filled markers are drift
+    # decisions, hollow ones are not (an effect above the line without significance).
     colours = {name: f"C{i % 10}" for i, name in enumerate(test_names)}
     for name in test_names:
         ratio = [
@@ -145,44 +206,54 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
             for e, f in zip(series(name, "effect_size"), series(name, "effect_threshold"),
                             strict=True)
         ]  # fmt: skip
-        ax_score.plot(times, ratio, "o-", color=colours[name], label=f"{name} effect / floor")
+        flags = decided(name)
+        ax_score.plot(times, ratio, "-", color=colours[name], lw=1, alpha=0.6)
+        ax_score.plot([t for t, d in zip(times, flags, strict=True) if d],
+                      [r for r, d in zip(ratio, flags, strict=True) if d], "o",
+                      color=colours[name], label=f"{name}: drift")  # fmt: skip
+        ax_score.plot([t for t, d in zip(times, flags, strict=True) if not d],
+                      [r for r, d in zip(ratio, flags, strict=True) if not d], "o",
+                      mfc="white", color=colours[name], label=f"{name}: no drift")  # fmt: skip
     ax_score.axhline(1.0, color="red", ls=":", label="practical floor")
-    kl = [_number(r.get("kl_divergence")) for r in ordered]
-    ax_kl = ax_score.twinx()
-    ax_kl.plot(times, [k if k is not None else float("nan") for k in kl], "s--", color="black",
-               lw=1, ms=4, alpha=0.6, label="KL divergence (right axis)")  # fmt: skip
-    ax_kl.set_ylabel(f"KL divergence (kl test threshold {threshold:g})")
-    previous = None
-    for when, result in zip(times, ordered, strict=True):
-        status = result.get("status")
-        if status == "drift" and previous != "drift":
-            ax_score.axvline(when, color="red", alpha=0.25)
-            ax_score.plot([when], [1.0], "v", color="red", ms=12)
-        elif status == "ok" and previous == "drift":
-            ax_score.axvline(when, color="green", alpha=0.25)
-            ax_score.plot([when], [1.0], "^", color="green", ms=12)
-        elif status == "insufficient_data":
-            ax_score.axvspan(when, when, color="grey", alpha=0.3)
-        if status in ("ok", "drift"):
-            previous = status
-    ax_score.set_ylabel("effect size / practical floor")
-    ax_score.set_title("drift scores (▼ alert triggered, ▲ resolved)")
-    handles, labels = ax_score.get_legend_handles_labels()
-    kl_handles, kl_labels = ax_kl.get_legend_handles_labels()
-    ax_score.legend(handles + kl_handles, labels + kl_labels, loc="upper left", fontsize=8)
+    ax_score.set_ylabel("effect / practical floor")
+    ax_score.set_title("effect sizes (filled = the test decided drift)", fontsize=10)
+    ax_score.legend(loc="upper left", fontsize=7, ncol=2)
 
+    # 3. p-values against each test's level (its share of alpha).
+    drawn = False
     for name in test_names:
         values = series(name, "p_value")
         if any(v == v for v in values):  # not all NaN (threshold tests have no p-value)
+            drawn = True
             ax_p.plot(times, [max(v, 1e-300) for v in values], "o-", color=colours[name],
                       label=f"{name} p-value")  # fmt: skip
             ax_p.plot(times, series(name, "level"), ":", color=colours[name],
-                      label=f"{name} level (its share of alpha {alpha:g})")  # fmt: skip
-    ax_p.set_yscale("log")
-    ax_p.set_ylabel("p-value (drift when below its level)")
-    ax_p.legend(loc="lower left", fontsize=8)
-    for ax in (ax_score, ax_p):
-        ax.tick_params(axis="x", labelsize=8)
+                      label=f"{name} level (share of alpha {alpha:g})")  # fmt: skip
+    if drawn:
+        ax_p.set_yscale("log")
+        ax_p.legend(loc="lower left", fontsize=7)
+    ax_p.set_ylabel("p-value")
+    ax_p.set_title("p-values: drift needs the p-value at or below its level", fontsize=10)
+
+    # 4. The headline KL divergence with its threshold on the same, visible scale.
+    kl = [_number(r.get("kl_divergence")) for r in ordered]
+    kl_values = [k if k is not None else float("nan") for k in kl]
+    ax_kl.plot(times, kl_values, "s-", color="black", lw=1, ms=4, label="KL divergence")
+    ax_kl.axhline(threshold, color="red", ls=":", label=f"KL threshold {threshold:g}")
+    finite = [k for k in kl if k is not None]
+    ax_kl.set_ylim(0, max([threshold, *finite]) * 1.15)
+    ax_kl.set_ylabel("KL divergence")
+    ax_kl.legend(loc="upper left", fontsize=7)
+
+    locator = mdates.AutoDateLocator(tz=UTC, maxticks=8)  # type: ignore[no-untyped-call]
+    short = (edges[-1] - edges[0]) * 86400 < 3600  # a short history: ticks need the seconds
+    clock = "%Y-%m-%d\n%H:%M:%S" if short else "%Y-%m-%d\n%H:%M"
+    for ax in (ax_band, ax_score, ax_p, ax_kl):
+        ax.xaxis.set_major_locator(locator)
+        formatter = mdates.DateFormatter(clock, tz=UTC)  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_formatter(formatter)
+        ax.tick_params(axis="x", labelsize=7, labelbottom=ax is ax_kl)
+    ax_kl.set_xlabel("time (UTC)")
 
     latest_drift = next((r for r in reversed(ordered) if r.get("status") == "drift"), None)
     dims = _dimension_scores((latest_drift or {}).get("top_dimensions") or [])[:10]
@@ -192,7 +263,7 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
         ax_dims.set_yticks(range(len(scores)), [f"dim {label}" for label in labels])
         ax_dims.invert_yaxis()
         assert latest_drift is not None
-        ax_dims.set_title(f"top drifted dimensions at {latest_drift['checked_at']}")
+        ax_dims.set_title(f"top drifted dimensions at {latest_drift['checked_at']}", fontsize=10)
     else:
         ax_dims.text(0.5, 0.5, "no drift recorded", ha="center", va="center")
         ax_dims.set_axis_off()
@@ -203,32 +274,72 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
     return buffer.getvalue()
 
 
-def render_html(model_id: str, results: Sequence[Mapping[str, Any]], png: bytes) -> str:
-    lines = []
-    for r in results:
-        flagged = sorted(n for n, t in (r.get("tests") or {}).items() if (t or {}).get("drift"))
-        cells = (r["checked_at"], r.get("status"), r.get("kl_divergence"), ", ".join(flagged))
-        lines.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells) + "</tr>")
-    rows = "".join(lines)
-    image = base64.b64encode(png).decode()
-    title = html.escape(model_id)
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Drift report: {title}"
-        f"</title></head><body><h1>Drift report: {title}</h1>"
-        f"<img alt='drift scores over time' src='data:image/png;base64,{image}'>"
-        "<table border='1'><tr><th>checked at</th><th>status</th><th>KL divergence</th>"
-        f"<th>tests flagging drift</th></tr>{rows}</table></body></html>"
+def _html_from_api(url: str, model_id: str, key: str | None) -> str:
+    quoted = urllib.parse.quote(model_id, safe="/")
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/drift/report/{quoted}",
+        headers={"Authorization": f"Bearer {key}"} if key else {},
     )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        text: str = response.read().decode("utf-8")
+    return text
+
+
+def _html_from_database(data_dir: Path | None, model_id: str, limit: int) -> str | None:
+    """The report page from the database; None when the model has no result."""
+    from drift_monitor.adapters.sql import SqlMonitorRepository, SqlRepository, make_engine
+    from drift_monitor.entrypoints.api_http import history_entry, status_document
+    from drift_monitor.entrypoints.report_page import render_report
+    from drift_monitor.service.drift_report import latest_histograms
+
+    settings = _settings(data_dir)
+    engine = make_engine(settings)
+    try:
+        monitor = SqlMonitorRepository(engine)
+        history = [history_entry(row) for row in monitor.history(model_id, None, limit)]
+        if not history:
+            return None
+        row = monitor.latest_result(model_id)
+        latest = None if row is None else status_document(row)
+        hists = latest_histograms(SqlRepository(engine), model_id, latest)
+    finally:
+        engine.dispose()
+    return render_report(model_id, history, latest, hists)
+
+
+def _output(args: argparse.Namespace, model_id: str) -> tuple[Path, str]:
+    out: Path | None = args.out
+    if out is None:
+        if not args.html:
+            raise ValidationError("out", "give --out FILE.png|FILE.html, or --html")
+        out = Path(model_id.replace("/", "_") + ".html")
+    suffix = out.suffix.lower()
+    if suffix not in (".png", ".html"):
+        raise ValidationError("out", "must end in .png or .html")
+    if args.html and suffix != ".html":
+        raise ValidationError("out", "--html writes an .html file")
+    return out, suffix
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         model_id = check_model_id(args.model_id)
-        suffix = args.out.suffix.lower()
-        if suffix not in (".png", ".html"):
-            raise ValidationError("out", "must end in .png or .html")
+        out, suffix = _output(args, model_id)
+        key = args.api_key or os.environ.get("DRIFT_MONITOR_API_KEY")
+        if suffix == ".html":
+            if args.url:
+                page: str | None = _html_from_api(args.url, model_id, key)
+            else:
+                page = _html_from_database(args.data_dir, model_id, args.limit)
+            if page is None:
+                print(f"drift-monitor report: no detection results for {model_id}",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(page, encoding="utf-8")
+            print(f"wrote {out}")
+            return 0
         if args.url:
-            key = args.api_key or os.environ.get("DRIFT_MONITOR_API_KEY")
             results = _from_api(args.url, model_id, args.limit, key)
             threshold = alpha = None
         else:
@@ -237,6 +348,9 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"drift-monitor report: {exc.field}: {exc.message}", file=sys.stderr)
         return 2
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"drift-monitor report: cannot read the report: {exc}", file=sys.stderr)
+        return 1
     if not results:
         print(f"drift-monitor report: no detection results for {model_id}", file=sys.stderr)
         return 1
@@ -249,10 +363,7 @@ def run(args: argparse.Namespace) -> int:
         print("drift-monitor report needs matplotlib: pip install "
               "'embedding-drift-monitor[report]'", file=sys.stderr)  # fmt: skip
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".png":
-        args.out.write_bytes(png)
-    else:
-        args.out.write_text(render_html(model_id, results, png), encoding="utf-8")
-    print(f"wrote {args.out} ({len(results)} results)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    print(f"wrote {out} ({len(results)} results)")
     return 0

@@ -47,18 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class JsonRequestHandler(WSGIRequestHandler):
-    """werkzeug's handler, logging requests as JSON lines like everything else."""
+    """werkzeug's handler, its messages as JSON lines like everything else.
+
+    The request lines themselves come from the app (``entrypoints/app.py``), inside the
+    request's trace context and with Cloud Logging's ``httpRequest`` fields.
+    """
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        status = getattr(code, "value", code)
-        logs.log(
-            "INFO",
-            f"{self.command} {self.path} {status}",
-            http_method=self.command,
-            path=self.path,
-            status=status,
-            remote=self.address_string(),
-        )
+        return None
 
     def log(self, type: str, message: str, *args: object) -> None:
         logs.log("ERROR" if type == "error" else "INFO", message % args)

@@ -12,6 +12,8 @@ GET      /models/{model_id}/config               api    effective configuration
 POST     /models/{model_id}/config               admin  partial update, validated
 POST     /models/{model_id}/baseline             admin  pin ``{"start","end"}`` or unpin
 POST     /models/{model_id}/rebuild-stats        admin  refold running statistics from SQL
+GET      /drift/report/{model_id}                api    self-contained HTML drift report
+GET      /                                       api    HTML landing page: models, links
 GET      /metrics                                api    Prometheus text (embedded mode)
 GET      /openapi.yaml                           none   this API's OpenAPI 3.1 document
 =======  ======================================  =====  =====================================
@@ -56,6 +58,8 @@ URLS = Map(
         Rule("/models/<path:model_id>/config", methods=["POST"], endpoint="set_config"),
         Rule("/models/<path:model_id>/baseline", methods=["POST"], endpoint="baseline"),
         Rule("/models/<path:model_id>/rebuild-stats", methods=["POST"], endpoint="rebuild"),
+        Rule("/drift/report/<path:model_id>", methods=["GET"], endpoint="report"),
+        Rule("/", methods=["GET"], endpoint="home"),
         Rule("/metrics", methods=["GET"], endpoint="metrics"),
         Rule("/openapi.yaml", methods=["GET"], endpoint="openapi"),
     ],
@@ -70,6 +74,8 @@ ACCESS: dict[str, auth.Access | None] = {
     "set_config": auth.ADMIN,
     "baseline": auth.ADMIN,
     "rebuild": auth.ADMIN,
+    "report": auth.API,
+    "home": auth.API,
     "metrics": auth.API,
     "openapi": None,  # the API description is public
 }
@@ -234,6 +240,10 @@ def get_history(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
 
 
 def list_models(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
+    return json_response({"models": models_with_status(c)})
+
+
+def models_with_status(c: Any) -> list[dict[str, Any]]:
     models = []
     for row in c.repository.list_models():
         model_id = row if isinstance(row, str) else str(_attr(row, "model_id"))
@@ -249,7 +259,7 @@ def list_models(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
                 "last_checked_at": None if latest is None else iso(_attr(latest, "checked_at")),
             }
         )
-    return json_response({"models": models})
+    return models
 
 
 def get_config(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
@@ -353,6 +363,39 @@ def metrics_page(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
     return Response(body, status=200, content_type=content_type)
 
 
+REPORT_HISTORY = 500
+# The report is one self-contained file: nothing may be loaded from anywhere.
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def html_response(text: str) -> Response:
+    return Response(text, status=200, content_type="text/html; charset=utf-8",
+                    headers=REPORT_HEADERS)  # fmt: skip
+
+
+def get_report(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
+    from drift_monitor.entrypoints.report_page import render_report
+    from drift_monitor.service.drift_report import latest_histograms
+
+    model_id = check_model_id(values["model_id"])
+    _require_model(c, model_id)
+    history = [history_entry(r) for r in c.monitor.history(model_id, None, REPORT_HISTORY)]
+    row = c.monitor.latest_result(model_id)
+    latest = None if row is None else status_document(row)
+    hists = latest_histograms(c.repository, model_id, latest)
+    return html_response(render_report(model_id, history, latest, hists, generated_at=_now(c)))
+
+
+def home(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
+    from drift_monitor.entrypoints.report_page import render_landing
+
+    local_metrics = getattr(getattr(c, "metrics", None), "render", None) is not None
+    return html_response(render_landing(models_with_status(c), metrics=local_metrics))
+
+
 def openapi(req: Request, c: Any, values: Mapping[str, Any]) -> Response:
     text = resources.files("drift_monitor").joinpath("openapi.yaml").read_bytes()
     return Response(text, status=200, content_type="application/yaml")
@@ -368,6 +411,8 @@ HANDLERS: dict[str, Handler] = {
     "rebuild": rebuild,
     "metrics": metrics_page,
     "openapi": openapi,
+    "report": get_report,
+    "home": home,
 }
 
 

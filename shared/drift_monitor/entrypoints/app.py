@@ -7,10 +7,12 @@ operator API modules register (see :func:`register_optional_routes`).
 from __future__ import annotations
 
 import importlib
+import time
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from drift_monitor import logs
 from drift_monitor.bootstrap import Container
 from drift_monitor.domain.errors import ValidationError
 from drift_monitor.entrypoints import ingest_http
@@ -41,6 +43,40 @@ def create_app(container: Container) -> Flask:
             return json_response({"status": "starting"}, 503)
         mode = "embedded" if container.embedded else "production"
         return json_response({"status": "ok", "mode": mode}, 200)
+
+    @app.before_request
+    def start_request_log() -> None:
+        g.drift_started = time.perf_counter()
+        project = container.settings.google_cloud_project
+        g.drift_log_token = logs.set_context(logs.trace_fields(request.headers, project))
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        started = g.get("drift_started")
+        latency = time.perf_counter() - started if started is not None else 0.0
+        logs.log(
+            "ERROR" if response.status_code >= 500 else "INFO",
+            f"{request.method} {request.path} {response.status_code}",
+            httpRequest=logs.http_request(
+                method=request.method,
+                url=request.full_path.rstrip("?"),
+                status=response.status_code,
+                latency_seconds=latency,
+                response_size=response.content_length,
+                request_size=request.content_length,
+                user_agent=request.user_agent.string or None,
+                remote_ip=request.remote_addr,
+                referer=request.referrer,
+                protocol=request.environ.get("SERVER_PROTOCOL"),
+            ),
+        )
+        return response
+
+    @app.teardown_request
+    def end_request_log(_error: BaseException | None) -> None:
+        token = g.pop("drift_log_token", None)
+        if token is not None:
+            logs.reset_context(token)
 
     @app.errorhandler(ValidationError)
     def validation_error(error: ValidationError) -> Response:

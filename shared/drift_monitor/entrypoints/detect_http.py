@@ -25,7 +25,7 @@ from werkzeug.routing import Map, Rule
 from drift_monitor import bootstrap, logs
 from drift_monitor.domain.batch import check_model_id
 from drift_monitor.domain.errors import TransientError, ValidationError
-from drift_monitor.entrypoints import auth
+from drift_monitor.entrypoints import auth, latency
 from drift_monitor.service import detection, retention
 
 URLS = Map(
@@ -156,6 +156,7 @@ def handle_with(request: Request, container: Any) -> Response:
     }
     if endpoint == "all":
         answer["retention"] = prune_after_run(container, now)
+    latency.push_due("detect", container, force=True)  # SQL timings and pool of this run
     return json_response(answer)
 
 

@@ -41,8 +41,10 @@ def handle(request: Request) -> Response:
 
 def handle_with(request: Request, container: Any) -> Response:
     """Validate, publish and answer; ``container`` supplies settings, registry, publisher."""
-    with observed("ingest", container):
-        return _handle(request, container)
+    with observed("ingest", container) as answer:
+        response = _handle(request, container)
+        answer.status = response.status_code
+        return response
 
 
 def _handle(request: Request, container: Any) -> Response:

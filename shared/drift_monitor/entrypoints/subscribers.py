@@ -19,11 +19,12 @@ import orjson
 
 import drift_monitor.bootstrap as bootstrap
 from drift_monitor import logs
+from drift_monitor.adapters.metrics import process_latency
 from drift_monitor.domain.batch import BatchPart
 from drift_monitor.domain.envelope import Message, decode
 from drift_monitor.domain.errors import TransientError, ValidationError
 from drift_monitor.entrypoints.cloudevent import Received, received_message
-from drift_monitor.entrypoints.latency import observed
+from drift_monitor.entrypoints.latency import observed, push_due
 from drift_monitor.service import ingest
 from drift_monitor.service.ports import Publisher
 
@@ -115,6 +116,7 @@ def _dead_letter(
         bytes=len(received.message.data),
     )
     dead_letter.publish([Message(received.message.data, attributes)])
+    process_latency().count_dead_letter(consumer)
 
 
 def persist_handler(container: Any) -> Handler:
@@ -136,12 +138,13 @@ def stats_handler(container: Any) -> Handler:
     """The fold-statistics use case bound to a container's collaborators."""
 
     def handle(part: BatchPart) -> bool:
-        return ingest.fold_part(
-            part,
-            container.stats,
-            container.registry,
-            configured_dimension=container.settings.embedding_dimension,
-        )
+        with observed("stats", container):
+            return ingest.fold_part(
+                part,
+                container.stats,
+                container.registry,
+                configured_dimension=container.settings.embedding_dimension,
+            )
 
     return handle
 
@@ -150,9 +153,11 @@ def persist(event: Any) -> None:
     """Cloud Function ``persist``: write the message's part to the database."""
     c = bootstrap.sql_container()
     process_event(event, persist_handler(c), dead_letter=c.dead_letter, consumer="persist")
+    push_due("persist", c)  # a dead letter counted after the handler's own push
 
 
 def fold_stats(event: Any) -> None:
     """Cloud Function ``stats``: fold the message's part into running statistics."""
     c = bootstrap.container()
     process_event(event, stats_handler(c), dead_letter=c.dead_letter, consumer="stats")
+    push_due("stats", c)

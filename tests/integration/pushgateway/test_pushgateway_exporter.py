@@ -128,22 +128,27 @@ def test_counters_accumulate_across_exporter_instances_and_models_stay_separate(
     assert value(got, "drift_monitor_window_samples", window="current", **o) == 3.0
 
 
-def test_latency_histograms_push_per_instance(pushgateway_url: str) -> None:
+def test_function_metrics_push_to_one_group_per_function(pushgateway_url: str) -> None:
     job = f"drift_monitor_test_{uuid.uuid4().hex[:10]}"
     exporter = PushgatewayExporter(pushgateway_url, job=job)
     latency = LatencyMetrics()
     for seconds in (0.003, 0.02, 0.2):
         latency.observe_ingest(seconds)
-    latency.observe_persist(0.04)
     try:
-        assert exporter.push_latency(latency, "ingest", "instance-a")
+        assert exporter.push_function(latency, "ingest")
         got = [s for s in scrape(pushgateway_url) if s[1].get("job") == job]
-        g = {"function": "ingest", "instance": "instance-a"}
+        g = {"function": "ingest"}
         assert value(got, "drift_monitor_ingest_latency_seconds_count", **g) == 3
         assert value(got, "drift_monitor_ingest_latency_seconds_bucket", le="0.025", **g) == 2
-        assert value(got, "drift_monitor_persist_latency_seconds_count", **g) == 1
+        # never observed in this process: not pushed (no zero series in the ingest group)
+        assert not [s for s in got if s[0].startswith("drift_monitor_persist_latency")]
+        assert {s[1].get("function") for s in got} == {"ingest"}
+        latency.observe_ingest(0.5)
+        assert exporter.push_function(latency, "ingest")
+        got = [s for s in scrape(pushgateway_url) if s[1].get("job") == job]
+        assert value(got, "drift_monitor_ingest_latency_seconds_count", **g) == 4
     finally:
-        exporter.delete_latency("ingest", "instance-a")
+        delete_from_gateway(pushgateway_url, job=job, grouping_key={"function": "ingest"})
     assert not [s for s in scrape(pushgateway_url) if s[1].get("job") == job]
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from api_support import NOW, Api
+from api_support import API, NOW, Api
 from drift_monitor.cli import main
 from drift_monitor.service.detection import DetectionOutcome, Window, result_row
 
@@ -47,8 +48,25 @@ def test_png_and_html(seeded: Api, tmp_path: Path, capsys: pytest.CaptureFixture
     page = tmp_path / "r.html"
     assert main(["report", "org/encoder", "--out", str(page), "--data-dir", data_dir]) == 0
     text = page.read_text()
-    assert "data:image/png;base64," in text and text.count("<tr>") == 6
+    assert "id='status-band'" in text and text.count("<rect") >= 5
     assert "wrote" in capsys.readouterr().out
+
+
+def test_html_flag_writes_the_served_page(
+    seeded: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill_history(seeded)
+    monkeypatch.chdir(tmp_path)
+    data_dir = str(seeded.container.settings.data_dir)
+    assert main(["report", "org/encoder", "--html", "--data-dir", data_dir]) == 0
+    written = (tmp_path / "org_encoder.html").read_text()
+    served = seeded.client.get("/drift/report/org/encoder", headers=API).get_data(as_text=True)
+    # the same page, apart from the generation time line
+    strip = re.compile(r"Generated [^<]* UTC from")
+    assert strip.sub("", written) == strip.sub("", served)
+    assert main(["report", "org/encoder", "--html", "--out", "x.png",
+                 "--data-dir", data_dir]) == 2  # fmt: skip
+    assert main(["report", "org/encoder", "--data-dir", data_dir]) == 2  # neither --out nor --html
 
 
 def test_errors(seeded: Api, tmp_path: Path) -> None:

@@ -46,18 +46,41 @@ class _Container:
 def test_pushes_are_throttled_per_function(monkeypatch: pytest.MonkeyPatch) -> None:
     pushed: list[str] = []
     exporter = PushgatewayExporter("http://127.0.0.1:9")
-    monkeypatch.setattr(exporter, "push_latency", lambda lat, fn, inst: pushed.append(fn) or True)
+    monkeypatch.setattr(exporter, "push_function", lambda lat, fn: pushed.append(fn) or True)
     monkeypatch.setattr(latency, "_last_push", {})
+    monkeypatch.setattr(latency, "_exit_pushes", {})
     clock = iter(np.arange(0.0, 100.0, 10.0))
     monkeypatch.setattr(latency.time, "monotonic", lambda: float(next(clock)))
     for _ in range(4):  # t = 0, 10, 20, 30: pushes at 0 and 30 only
-        latency._maybe_push("ingest", _Container(exporter))
+        latency.push_due("ingest", _Container(exporter))
     assert pushed == ["ingest", "ingest"]
-    latency._maybe_push("persist", _Container(exporter))
+    latency.push_due("persist", _Container(exporter))
     assert pushed[-1] == "persist"
 
 
 def test_no_push_without_a_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(latency, "_last_push", {})
-    latency._maybe_push("ingest", _Container(None))
+    latency.push_due("ingest", _Container(None))
     assert latency._last_push == {}
+
+
+def test_ingest_answers_are_counted_by_status_code(ingest_client: Any) -> None:
+    requests = process_latency().ingest_requests
+
+    def count(code: str) -> float:
+        return requests.labels(code)._value.get()
+
+    accepted, rejected = count("202"), count("400")
+    body = orjson.dumps({"model_id": "m", "embeddings": [[0.1, 0.2]]})
+    assert ingest_client.post("/", data=body, content_type="application/json").status_code == 202
+    assert ingest_client.post("/", data=b"{", content_type="application/json").status_code == 400
+    assert count("202") == accepted + 1
+    assert count("400") == rejected + 1
+
+
+def test_dead_letters_are_counted_per_consumer(persist_app: Any, twins: Twins) -> None:
+    dead = process_latency().dead_letters.labels("persist")
+    before = dead._value.get()
+    garbage = pubsub_event(b"not an envelope")
+    assert post_event(persist_app.test_client(), garbage).status_code == 200
+    assert dead._value.get() == before + 1

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 
+from drift_monitor.adapters.sql.instrumentation import instrument
 from drift_monitor.config import ConfigError, Settings
 from drift_monitor.domain.errors import TransientError
 
@@ -60,15 +61,17 @@ def make_engine(settings: Settings, *, ip_type: str | None = None, echo: bool = 
     Returns
     -------
     sqlalchemy.Engine
-        PostgreSQL engines get a small pre-pinged pool; SQLite engines use WAL journaling, a
+        Instrumented (statement time, pool use: ``instrumentation.py``). PostgreSQL engines
+        get a small pre-pinged pool; SQLite engines use WAL journaling, a
         busy timeout and foreign keys, so the embedded server's threads can share the file.
     """
     if settings.instance_connection_name:
-        return _cloud_sql_engine(settings, ip_type=ip_type or settings.db_ip_type, echo=echo)
+        engine = _cloud_sql_engine(settings, ip_type=ip_type or settings.db_ip_type, echo=echo)
+        return instrument(engine)
     url = make_url(database_url(settings))
     if url.get_backend_name() == "sqlite":
-        return sqlite_engine(url, echo=echo)
-    return create_engine(
+        return instrument(sqlite_engine(url, echo=echo))
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=POOL_SIZE,
@@ -77,6 +80,7 @@ def make_engine(settings: Settings, *, ip_type: str | None = None, echo: bool = 
         pool_recycle=POOL_RECYCLE_SECONDS,
         pool_pre_ping=True,
     )
+    return instrument(engine)
 
 
 def sqlite_engine(url: str | URL, *, echo: bool = False) -> Engine:
