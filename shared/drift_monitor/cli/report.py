@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import urllib.error
@@ -44,7 +45,16 @@ HELP = "A model's drift report: HTML page (--html) or PNG."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_id", help="the model to draw")
+    parser.add_argument(
+        "model_id", nargs="?", default=None, help="the model to draw (not with --backtest)"
+    )
+    parser.add_argument(
+        "--backtest",
+        type=Path,
+        default=None,
+        metavar="BACKTEST.json",
+        help="draw a `drift-monitor backtest --json` document instead (PNG)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="FILE.png or FILE.html")
     parser.add_argument(
         "--html",
@@ -155,13 +165,14 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
     date2num: Any = mdates.date2num
     times = [float(date2num(_time(r["checked_at"]))) for r in ordered]
     numeric = times
-    fig = plt.figure(figsize=(10, 12))
-    grid = fig.add_gridspec(5, 1, height_ratios=[0.7, 2.6, 2.2, 1.6, 2.2])
+    fig = plt.figure(figsize=(10, 14))
+    grid = fig.add_gridspec(6, 1, height_ratios=[0.7, 1.8, 2.6, 2.2, 1.6, 2.2])
     ax_band = fig.add_subplot(grid[0])
-    ax_score = fig.add_subplot(grid[1], sharex=ax_band)
-    ax_p = fig.add_subplot(grid[2], sharex=ax_band)
-    ax_kl = fig.add_subplot(grid[3], sharex=ax_band)
-    ax_dims = fig.add_subplot(grid[4])
+    ax_ev = fig.add_subplot(grid[1], sharex=ax_band)
+    ax_score = fig.add_subplot(grid[2], sharex=ax_band)
+    ax_p = fig.add_subplot(grid[3], sharex=ax_band)
+    ax_kl = fig.add_subplot(grid[4], sharex=ax_band)
+    ax_dims = fig.add_subplot(grid[5])
     fig.suptitle(f"Embedding drift — {model_id}")
 
     # 1. The verdict of every run as a coloured band, alerts marked where a drift started
@@ -186,6 +197,24 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
         handles=[Patch(color=c, label=s.replace("_", " ")) for s, c in STATUS_COLOURS.items()],
         loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8, frameon=False,
     )  # fmt: skip
+
+    # 1b. The sequential monitor: accumulated evidence (log10) against the threshold that pages.
+    evidence = [_number(r.get("evidence")) for r in ordered]
+    bar = [_number(r.get("threshold")) for r in ordered]
+    ax_ev.plot(times, [v if v is not None else float("nan") for v in evidence], "-",
+               color="tab:blue", lw=1.5, label="evidence (log10)")  # fmt: skip
+    ax_ev.plot(times, [v if v is not None else float("nan") for v in bar], ":", color="red",
+               label="threshold: pages")  # fmt: skip
+    pages = [t for t, r, p in zip(times, ordered, [None, *ordered[:-1]], strict=True)
+             if r.get("status") == "drift" and (p or {}).get("status") != "drift"]  # fmt: skip
+    finite_ev = [v for v in evidence + bar if v is not None]
+    top = max(finite_ev, default=1.0) * 1.1 or 1.0
+    ax_ev.plot(pages, [top * 0.95] * len(pages), "v", color="black", ms=8, label="page")
+    ax_ev.set_ylim(0, top)
+    ax_ev.set_ylabel("evidence")
+    ax_ev.set_title("accumulated evidence of a shift (0 = none; a page at the threshold)",
+                    fontsize=10)  # fmt: skip
+    ax_ev.legend(loc="upper left", fontsize=7)
 
     test_names = sorted({name for r in ordered for name in (r.get("tests") or {})})
 
@@ -248,7 +277,7 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
     locator = mdates.AutoDateLocator(tz=UTC, maxticks=8)  # type: ignore[no-untyped-call]
     short = (edges[-1] - edges[0]) * 86400 < 3600  # a short history: ticks need the seconds
     clock = "%Y-%m-%d\n%H:%M:%S" if short else "%Y-%m-%d\n%H:%M"
-    for ax in (ax_band, ax_score, ax_p, ax_kl):
+    for ax in (ax_band, ax_ev, ax_score, ax_p, ax_kl):
         ax.xaxis.set_major_locator(locator)
         formatter = mdates.DateFormatter(clock, tz=UTC)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_formatter(formatter)
@@ -321,7 +350,36 @@ def _output(args: argparse.Namespace, model_id: str) -> tuple[Path, str]:
     return out, suffix
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    """Draw a backtest document: its runs as results (status, evidence, threshold)."""
+    try:
+        document = json.loads(Path(args.backtest).read_text())
+        runs = document["runs"]
+        model_id = str(document["model_id"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"drift-monitor report: {args.backtest}: not a backtest document ({exc})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    out = args.out or Path(str(args.backtest)).with_suffix(".png")
+    if out.suffix.lower() != ".png" or not runs:
+        print("drift-monitor report: --backtest draws a .png of a replay with runs",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    results = [{"checked_at": r["at"], **r} for r in runs]
+    png = render_png(f"{model_id} (backtest)", results, 0.15, 0.05)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png)
+    print(f"wrote {out} ({len(results)} runs)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.backtest is not None:
+        return _backtest(args)
+    if args.model_id is None:
+        print("drift-monitor report: give MODEL_ID (or --backtest BACKTEST.json)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         model_id = check_model_id(args.model_id)
         out, suffix = _output(args, model_id)

@@ -172,6 +172,8 @@ def history_entry(row: Any) -> dict[str, Any]:
         "drift_detected": doc.get("drift_detected"),
         "kl_divergence": doc.get("kl_divergence"),
         "confidence_interval": doc.get("confidence_interval"),
+        "evidence": doc.get("evidence"),
+        "threshold": doc.get("threshold"),
         "tests": {
             name: {k: t.get(k) for k in HISTORY_TEST_FIELDS if k in t or k in HISTORY_REQUIRED}
             for name, t in tests.items()

@@ -213,6 +213,73 @@ def status_band(history: Sequence[Mapping[str, Any]], width: int = 940) -> str:
     return "".join(parts)
 
 
+def evidence_svg(history: Sequence[Mapping[str, Any]], width: int = 940) -> str:
+    """Inline SVG: the sequential monitor's evidence (log10) against its threshold over time."""
+    points = sorted(
+        (
+            (t.timestamp(), ev, th)
+            for r in history
+            if (t := _time(r.get("checked_at"))) is not None
+            and (ev := _num(r.get("evidence"))) is not None
+            and (th := _num(r.get("threshold"))) is not None
+        ),
+        key=lambda item: item[0],
+    )
+    if not points:
+        return "<p id='evidence' class='muted'>No evidence yet (the baseline is warming up).</p>"
+    height, top, bottom, left, right = 170, 12, 30, 44, 10
+    start, end = points[0][0], max(points[-1][0], points[0][0] + 60.0)
+    peak = max(max(ev for _, ev, _ in points), max(th for _, _, th in points)) * 1.1 or 1.0
+
+    def x(ts: float) -> float:
+        return left + (ts - start) / (end - start) * (width - left - right)
+
+    def y(value: float) -> float:
+        return top + (1 - min(value, peak) / peak) * (height - top - bottom)
+
+    evidence = " ".join(f"{x(t):.1f},{y(ev):.1f}" for t, ev, _ in points)
+    threshold = " ".join(f"{x(t):.1f},{y(th):.1f}" for t, _, th in points)
+    parts = [
+        f"<svg id='evidence' width='{width}' height='{height}' role='img' "
+        "aria-label='accumulated evidence against its threshold'>",
+        f"<polyline points='{threshold}' fill='none' stroke='#c62828' stroke-dasharray='5,4'>"
+        "<title>threshold (log10): a page</title></polyline>",
+        f"<polyline points='{evidence}' fill='none' stroke='#1565c0' stroke-width='2'>"
+        "<title>evidence (log10)</title></polyline>",
+        f"<line x1='{left}' x2='{left}' y1='{top}' y2='{height - bottom}' stroke='#444'/>",
+    ]
+    for value in (0.0, peak / 2, peak):
+        parts.append(
+            f"<text x='{left - 4}' y='{y(value) + 4:.1f}' font-size='11' text-anchor='end'>"
+            f"{value:.1f}</text>"
+        )
+    for k, ts in enumerate((start, end)):
+        anchor = "start" if k == 0 else "end"
+        parts.append(
+            f"<text x='{x(ts):.1f}' y='{height - 8}' font-size='11' text-anchor='{anchor}'>"
+            f"{datetime.fromtimestamp(ts, UTC):%Y-%m-%d %H:%M} UTC</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _novel(latest: Mapping[str, Any]) -> str:
+    monitor = latest.get("monitor") or {}
+    examples = monitor.get("novel_examples") or []
+    if not examples:
+        return "<p class='muted'>No vector of the latest run was beyond the baseline's top 1 %.</p>"
+    rows = "".join(
+        f"<tr><td>{_e(item.get('row'))}</td><td>{_fmt(item.get('score'))}</td></tr>"
+        for item in examples
+    )
+    return (
+        f"<p>{_e(monitor.get('novel'))} of {_e(monitor.get('scored'))} vectors scored in the "
+        "latest run were beyond the baseline's top 1 % of novelty (distance to their 5th "
+        "nearest baseline vector); the most novel, by row of that run's sample:</p>"
+        f"<table id='novel'><tr><th>row</th><th>score</th></tr>{rows}</table>"
+    )
+
+
 def histogram_svg(h: DimensionHistogram, width: int = 300, height: int = 170) -> str:
     """Reference (grey) and current (red outline) shares per bin of one dimension."""
     left, bottom, top = 8, 34, 22
@@ -354,9 +421,16 @@ def render_report(
         status_band(history),
         f"<p class='legend muted'>{legend}<span>▼ alert triggered</span>"
         "<span>▲ resolved</span></p>",
+        "<h2>Accumulated evidence</h2>",
+        "<p class='muted'>Paging is sequential: evidence of a shift accumulates over runs (blue, "
+        "log10) and the model pages when it reaches the threshold (red, set by "
+        "<code>false_alarm_interval_days</code>); quiet traffic keeps it at 0.</p>",
+        evidence_svg(history),
     ]
     if latest:
         body += [
+            "<h2>New kinds of vectors</h2>",
+            _novel(latest),
             "<h2>Tests of the latest run</h2>",
             _tests_table(latest),
             "<h2>Most drifted dimensions</h2>",

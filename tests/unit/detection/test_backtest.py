@@ -176,3 +176,16 @@ def test_rows_are_batched_within_the_request_limits(tmp_path, capsys, monkeypatc
     code, out, err = backtest(capsys, str(path), "--json")
     assert code == 0, err
     assert json.loads(out)["summary"]["runs"] == 3
+
+
+def test_report_draws_a_backtest(tmp_path, capsys):
+    path = stream(tmp_path / "s.npz", hours=14, shift=(8, 11))
+    code, out, _ = backtest(capsys, str(path), "--json")
+    assert code == 0
+    (tmp_path / "bt.json").write_text(out)
+    assert main(["report", "--backtest", str(tmp_path / "bt.json"), "--out",
+                 str(tmp_path / "bt.png")]) == 0  # fmt: skip
+    assert (tmp_path / "bt.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["report", "--backtest", str(tmp_path / "bad.json")]) == 2
+    assert "not a backtest document" in capsys.readouterr().err
