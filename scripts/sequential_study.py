@@ -129,7 +129,9 @@ def simulate(
 LOWER = (10.0, 100.0, 1000.0)
 
 
-def null_table(corpora: list[str], months: int, rates: list[float], everies: list[float]) -> None:
+def null_table(
+    corpora: list[str], months: int, rates: list[float], everies: list[float], days: float = 365
+) -> None:
     print(
         "| corpus | vectors/h | every | model-months | false pages | max evidence (log10) "
         "/ threshold | reached 10, 100, 1000 (bound: runs / c') |"
@@ -143,13 +145,14 @@ def null_table(corpora: list[str], months: int, rates: list[float], everies: lis
                 reached = dict.fromkeys(LOWER, 0)
                 for m in range(months):
                     out = simulate(base, None, mix=0, shift_at=None, back_at=None, hours=720,
-                                   rate=rate, every=every, seed=1000 + m, lower=LOWER)  # fmt: skip
+                                   rate=rate, every=every, seed=1000 + m, lower=LOWER,
+                                   days=days)  # fmt: skip
                     pages += len(out.triggers)
                     runs += out.runs
                     top = max(top, out.max_evidence)
                     for c in LOWER:
                         reached[c] += (out.crossings or {}).get(c, 0)
-                threshold = sq.Budget(365, every).log_threshold / np.log(10)
+                threshold = sq.Budget(days, every).log_threshold / np.log(10)
                 counts = ", ".join(f"{reached[c]} ({runs / c:.0f})" for c in LOWER)
                 print(
                     f"| {name} | {rate:g} | {every:g} min | {months} | {pages} | "
@@ -161,19 +164,27 @@ def null_table(corpora: list[str], months: int, rates: list[float], everies: lis
 SHIFTS = (("debian", "docstrings"), ("nouns", "verbs"), ("gaussian", "gaussian-other"))
 
 
-def delay_table(rates: list[float], every: float, seeds: int, mixes: list[float]) -> None:
+def delay_table(
+    rates: list[float],
+    every: float,
+    seeds: int,
+    mixes: list[float],
+    days: float = 365,
+    shifts: tuple[tuple[str, str], ...] = SHIFTS,
+) -> None:
     print("| base | mixed in | vectors/h | share | paged | delay h (median, max) | "
           "pages before the shift | triggers per shift | resolved after return, h |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     shift_at, back_at, hours = 48.0, 48.0 + 96.0, 48.0 + 96.0 + 48.0
-    for base_name, other_name in SHIFTS:
+    for base_name, other_name in shifts:
         base, other = corpus(base_name), corpus(other_name)
         for rate in rates:
             for mix in mixes:
                 delays, early, per_shift, back = [], 0, [], []
                 for s in range(seeds):
                     out = simulate(base, other, mix=mix, shift_at=shift_at, back_at=back_at,
-                                   hours=hours, rate=rate, every=every, seed=2000 + s)  # fmt: skip
+                                   hours=hours, rate=rate, every=every, seed=2000 + s,
+                                   days=days)  # fmt: skip
                     early += sum(t <= 0 for t in out.triggers)
                     during = [t for t in out.triggers if 0 < t <= back_at - shift_at]
                     per_shift.append(len(during))
@@ -218,14 +229,16 @@ def main() -> None:
     parser.add_argument("--every", type=float, action="append")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--corpus", action="append")
+    parser.add_argument("--budget", type=float, default=365.0, help="false_alarm_interval_days")
     args = parser.parse_args()
     rates = args.rate or [120.0]
     everies = args.every or [60.0]
     corpora = args.corpus or ["nouns", "debian", "gaussian"]
     if args.what in ("null", "all"):
-        null_table(corpora, args.months, rates, everies)
+        null_table(corpora, args.months, rates, everies, args.budget)
     if args.what in ("delay", "all"):
-        delay_table(rates, everies[0], args.seeds, [0.05, 0.10, 0.25, 1.0])
+        shifts = tuple(s for s in SHIFTS if s[0] in corpora) if args.corpus else SHIFTS
+        delay_table(rates, everies[0], args.seeds, [0.05, 0.10, 0.25, 1.0], args.budget, shifts)
     if args.what in ("cost", "all"):
         run_cost(rates[0], everies[0])
 
