@@ -257,7 +257,7 @@ def render_png(model_id: str, results: Sequence[Mapping[str, Any]], threshold: f
             ax_p.plot(times, [max(v, 1e-300) for v in values], "o-", color=colours[name],
                       label=f"{name} p-value")  # fmt: skip
             ax_p.plot(times, series(name, "level"), ":", color=colours[name],
-                      label=f"{name} level (share of alpha {alpha:g})")  # fmt: skip
+                      label=f"{name} level (its share of the run's alpha)")  # fmt: skip
     if drawn:
         ax_p.set_yscale("log")
         ax_p.legend(loc="lower left", fontsize=7)
