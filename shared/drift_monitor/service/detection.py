@@ -239,6 +239,8 @@ def choose_baseline(
     hold: bool = False,
     filling: bool = False,
     end_by: datetime | None = None,
+    after: datetime | None = None,
+    holds_enough: Callable[[Window], bool] | None = None,
 ) -> tuple[Window, bool]:
     """Return the baseline window and whether it is pinned, refreshing a rolling one.
 
@@ -248,7 +250,9 @@ def choose_baseline(
     ``baseline_refresh_hours`` have passed, or at every run while ``filling``, but never while
     ``hold`` is set (an open page, or evidence building up above the freeze level) or while the
     model's latest result is a drift: a refresh must not swallow a shift into its own
-    reference.
+    reference. Nor afterwards: a new window starts no earlier than ``after`` (the end of the
+    model's last incident), and until the traffic since then ``holds_enough`` for a full
+    baseline, the pre-incident window is kept.
     """
     stored = monitor.get_baseline(model_id)
     if stored is not None and bool(_attr(stored, "pinned")):
@@ -260,6 +264,12 @@ def choose_baseline(
         if not due or hold or _in_drift(monitor, model_id):
             return Window(_attr(stored, "start"), min(_attr(stored, "end"), end)), False
     window = Window(end - timedelta(days=settings.historical_window_days), end)
+    if after is not None and after > window.start:
+        window = Window(min(after, end), end)
+        if stored is not None and (
+            window.start >= window.end or (holds_enough is not None and not holds_enough(window))
+        ):
+            return Window(_attr(stored, "start"), min(_attr(stored, "end"), end)), False
     monitor.set_baseline(model_id, window.start, window.end, False, now)
     return window, False
 
@@ -286,6 +296,7 @@ class _Stored:
     interval_minutes: float | None = None
     fitted: tuple[str, str] | None = None  # the baseline window R and C were drawn from
     baseline_count: int = 0
+    incident_end: datetime | None = None  # when the last page resolved
 
     @classmethod
     def load(cls, monitor: MonitorRepository, model_id: str) -> _Stored:
@@ -310,6 +321,7 @@ class _Stored:
             interval_minutes=doc.get("interval_minutes"),
             fitted=None if fitted is None else (str(fitted[0]), str(fitted[1])),
             baseline_count=int(doc.get("baseline_count", 0)),
+            incident_end=_parse_time(doc.get("incident_end")),
         )
 
     def refit(self, fitted: sequential.Reference, window: tuple[str, str], count: int) -> None:
@@ -326,6 +338,7 @@ class _Stored:
             "interval_minutes": self.interval_minutes,
             "fitted": None if self.fitted is None else list(self.fitted),
             "baseline_count": self.baseline_count,
+            "incident_end": None if self.incident_end is None else iso(self.incident_end),
             "reference_shape": None if self.reference is None else list(self.reference.shape),
         }
         blob = None
@@ -467,6 +480,10 @@ def _detect(
         hold=stored.state.frozen(budget),
         filling=stored.baseline_count < 2 * config.max_samples,
         end_by=stored.watermark,
+        after=stored.incident_end,
+        holds_enough=lambda w: (
+            repository.count_vectors(model_id, w.start, w.end) >= 2 * config.max_samples
+        ),
     )
     outcome.current, outcome.baseline, outcome.baseline_pinned = current, baseline, pinned
     outcome.n_current = int(repository.count_vectors(model_id, current.start, current.end))
@@ -537,6 +554,8 @@ def _detect(
     scores = scorer.score(arrived) if len(arrived) else np.zeros(0)
     result = sequential.step(stored.state, scores, budget=budget, window_fires=window_fires)
     stored.state, stored.watermark = result.state, now
+    if result.resolved:
+        stored.incident_end = now  # the incident's traffic never becomes reference
     stored.save(monitor, model_id, now)
     outcome.monitor = {
         **monitor_doc,

@@ -282,3 +282,37 @@ def test_invalid_stored_config_never_runs_tests(bad, batches, monitor, recorder,
     monitor.configs["m"] = bad
     outcome = detect("m", batches, monitor, recorder, engine, settings)
     assert outcome.status == "error" and engine.calls == []
+
+
+def test_rolling_baseline_never_takes_in_a_resolved_incident(monitor, settings):
+    """After a page resolves, a refresh starts no earlier than the incident's end, and keeps
+    the pre-incident window until the traffic since then fills a whole baseline."""
+    from drift_monitor.domain.model_config import ModelConfig
+    from drift_monitor.service.detection import Window, choose_baseline
+
+    config = ModelConfig(drift_threshold=0.15, baseline_refresh_hours=1)
+    old = (NOW - timedelta(days=8), NOW - timedelta(days=1))
+    monitor.set_baseline("m", *old, False, NOW - timedelta(days=1))
+    current = Window(NOW - timedelta(hours=1), NOW)
+    incident_end = NOW - timedelta(hours=5)
+    asked: list[Window] = []
+
+    def enough(answer: bool) -> Any:
+        def holds(window: Window) -> bool:
+            asked.append(window)
+            return answer
+
+        return holds
+
+    kept, _ = choose_baseline(monitor, "m", current, config, settings, NOW,
+                              after=incident_end, holds_enough=enough(False))  # fmt: skip
+    assert (kept.start, kept.end) == old and asked == [Window(incident_end, current.start)]
+    moved, _ = choose_baseline(monitor, "m", current, config, settings, NOW,
+                               after=incident_end, holds_enough=enough(True))  # fmt: skip
+    assert (moved.start, moved.end) == (incident_end, current.start)
+    # an incident older than the historical window no longer constrains the refresh
+    later = NOW + timedelta(days=9)
+    aged, _ = choose_baseline(monitor, "m", Window(later - timedelta(hours=1), later), config,
+                              settings, later, after=incident_end,
+                              holds_enough=enough(False))  # fmt: skip
+    assert aged.end - aged.start == timedelta(days=7)
