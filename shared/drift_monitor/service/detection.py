@@ -42,6 +42,7 @@ import numpy as np
 from drift_monitor.config import Settings
 from drift_monitor.domain.model_config import ModelConfig
 from drift_monitor.drift import sequential
+from drift_monitor.drift.knn import knn_distances
 
 logger = logging.getLogger(__name__)
 
@@ -525,7 +526,6 @@ def _detect(
         stored.refit(fitted, window_key, outcome.n_baseline)
     assert stored.reference is not None
     reference = stored.reference
-    scorer = sequential.Reference(fit=reference, calibration=reference[:0])
 
     seed = _seed(model_id, current)
     window_fires = False
@@ -551,7 +551,7 @@ def _detect(
         arrived = sample  # the same range: one read serves both
     else:
         arrived = repository.sample_vectors(model_id, since, now, config.max_samples, seed + 2)
-    scores = scorer.score(arrived) if len(arrived) else np.zeros(0)
+    scores = knn_distances(reference, arrived) if len(arrived) else np.zeros(0)
     result = sequential.step(stored.state, scores, budget=budget, window_fires=window_fires)
     stored.state, stored.watermark = result.state, now
     if result.resolved:
