@@ -86,6 +86,7 @@ def simulate(
     n_base = int(min(rate * 24 * baseline_days, FIT + sq.CALIBRATION_VECTORS))
     baseline = base[rng.integers(0, base.shape[0], size=n_base)]
     reference = sq.fit_reference(baseline, seed, fit_size=FIT)
+    basis = sq.shift_basis(reference)
     state = sq.MonitorState().with_calibration(reference.calibration_scores())
     budget = sq.Budget(days, every)
     triggers: list[float] = []
@@ -110,15 +111,17 @@ def simulate(
             swap = rng.random(n) < mix
             rows[swap] = other[rng.integers(0, other.shape[0], size=int(swap.sum()))]
         scores = reference.score(rows)
-        result = sq.step(state, scores, budget=budget, window_fires=False)
-        state = result.state
+        shift = sq.shift_run(state, basis, rows)
+        result = sq.step(state, scores, budget=budget, window_fires=False, shift=shift)
+        state = sq.observe_shift(result.state, basis, reference.fit, rows)
         max_evidence = max(max_evidence, result.evidence)
         if result.triggered:
             triggers.append(hour - (shift_at or 0.0))
         if result.resolved:
             resolves.append(hour - (back_at if back_at is not None else 0.0))
         for c, shadow in shadows.items():
-            shadow = sq.step(shadow, scores, budget=budget, window_fires=False).state
+            # (the shadows bet along the monitor's own shift direction)
+            shadow = sq.step(shadow, scores, budget=budget, window_fires=False, shift=shift).state
             if shadow.log_mixture >= np.log(c):
                 crossings[c] += 1
                 shadow = sq.MonitorState().with_calibration(shadow.calibration)
@@ -230,6 +233,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--corpus", action="append")
     parser.add_argument("--budget", type=float, default=365.0, help="false_alarm_interval_days")
+    parser.add_argument("--mix", type=float, action="append", help="shares mixed in (delay)")
     args = parser.parse_args()
     rates = args.rate or [120.0]
     everies = args.every or [60.0]
@@ -238,7 +242,8 @@ def main() -> None:
         null_table(corpora, args.months, rates, everies, args.budget)
     if args.what in ("delay", "all"):
         shifts = tuple(s for s in SHIFTS if s[0] in corpora) if args.corpus else SHIFTS
-        delay_table(rates, everies[0], args.seeds, [0.05, 0.10, 0.25, 1.0], args.budget, shifts)
+        mixes = args.mix or [0.05, 0.10, 0.25, 1.0]
+        delay_table(rates, everies[0], args.seeds, mixes, args.budget, shifts)
     if args.what in ("cost", "all"):
         run_cost(rates[0], everies[0])
 

@@ -17,9 +17,20 @@ window shows. This module turns the runs into one **monitor** whose false pages 
    and exactly ``Beta(j, |C| + 1 - j)``-distributed over the draw of ``C`` (order statistics of
    exchangeable scores). The bet pays ``e = 1 - λ + λ 1{win} / π⁺`` with ``π⁺`` the
    ``1 - δ`` quantile of that Beta law, so ``E[e | R, C] <= 1`` unless ``C`` was a
-   ``δ``-unlucky draw (``δ`` = :data:`CALIBRATION_RISK` shared over the bets). ``λ = (r - π⁺) /
-   (1 - π⁺)`` is Kelly's stake for an alternative win rate ``r``; the bets cover ``r`` from
-   1.5 ``q`` (a few per cent of the traffic is new) to 0.95 (all of it).
+   ``δ``-unlucky draw (``δ`` = :data:`CALIBRATION_RISK` shared over the distinct cuts).
+   ``λ = (r - π⁺) / (1 - π⁺)`` is Kelly's stake for an alternative win rate ``r``; the bets
+   cover ``r`` from 1.5 ``q`` (a few per cent of the traffic is new) to 0.95 (all of it).
+2b. **Shift bets.** A small share of traffic *inside* the baseline's support (verbs mixed into
+   nouns) scores like the baseline, but it moves the mean. Part of ``C`` (the shift calibration
+   rows, :func:`shift_basis`) is set aside; the rest of the baseline gives its mean ``μ``. The
+   monitor follows an exponentially weighted mean ``m`` of the traffic it scored and, every
+   few hundred vectors, takes the direction ``w = (Σ_R + λ I)⁻¹ (m - μ)``
+   (:func:`shift_direction`). A shift bet wins when a vector's projection on ``w`` lies above
+   the shift calibration rows' median (or top 20 %). ``w`` depends on past traffic and ``R``
+   only, never on the shift calibration rows, so for each direction the null win rate is again
+   ``Beta(j, n + 1 - j)``-distributed over their draw; the ``i``-th direction of a baseline
+   gets the risk ``δ / (i (i + 1))`` of its cut, so all directions together spend one cut's
+   ``δ``.
 3. **e-CUSUM per bet, mixed.** Per run the bet's e-values multiply, and the bet's statistic is
    ``M = e_run × max(M_previous, 1)`` (in logs: a CUSUM floored at 0, so quiet periods build no
    credit). The monitor's evidence is the average of the bets' ``M``. Given ``R`` and ``C``
@@ -80,6 +91,17 @@ CALIBRATION_RISK = 0.05
 # bounds on the null win rates tighter, hence the bets bolder.
 CALIBRATION_VECTORS = 16000
 # Schedule interval estimate: clamped to [1 minute, 1 day], smoothed over runs.
+# Calibration vectors kept (as float16) for the shift bets: at most this many bytes, so a
+# 384-d model keeps about 5,400 and a 1,536-d one about 1,400.
+SHIFT_CALIBRATION_BYTES = 4 << 20
+# The shift direction follows an exponentially weighted mean of the traffic scored since the
+# baseline was fitted, with this half-life in vectors (about 2,900 vectors' worth of weight:
+# enough to see a 10 % mixture's direction, short enough to forget the traffic before a change),
+# and is re-estimated every SHIFT_UPDATE_VECTORS vectors (a few times a day at 120 per hour)
+# once SHIFT_MIN_VECTORS were seen.
+SHIFT_HALF_LIFE = 1000
+SHIFT_UPDATE_VECTORS = 500
+SHIFT_MIN_VECTORS = 100
 MIN_INTERVAL_MINUTES = 1.0
 MAX_INTERVAL_MINUTES = 1440.0
 _INTERVAL_SMOOTHING = 0.2
@@ -92,8 +114,10 @@ class Bet:
     Attributes
     ----------
     side
-        ``"high"``: wins above the baseline's top ``q`` share of scores (a vector more novel
-        than usual); ``"low"``: wins below the bottom ``q`` share (more typical than usual).
+        ``"high"``: wins above the baseline's top ``q`` share of novelty scores (a vector more
+        novel than usual); ``"low"``: wins below the bottom ``q`` share (more typical than
+        usual); ``"shift"``: wins above the top ``q`` share of the baseline's projections onto
+        the shift direction.
     q
         Nominal share of baseline vectors on the winning side.
     rate
@@ -109,7 +133,7 @@ class Bet:
         return f"{self.side}:q={self.q:g}:r={self.rate:g}"
 
 
-BETS: tuple[Bet, ...] = (
+NOVELTY_BETS: tuple[Bet, ...] = (
     Bet("high", 0.2, 0.3),
     Bet("high", 0.2, 0.6),
     Bet("high", 0.2, 0.95),
@@ -124,6 +148,20 @@ BETS: tuple[Bet, ...] = (
     Bet("low", 0.05, 0.15),
     Bet("low", 0.05, 0.5),
 )
+
+#: Bets on the projections onto the shift direction (side ``"shift"``): "more of the traffic
+#: than usual lies beyond the baseline's median (top 20 %) along the direction the stream has
+#: been moving". They catch a small share of traffic that is *inside* the baseline's support but
+#: pulls the mean, which the novelty scores cannot see (e.g. verbs mixed into nouns).
+SHIFT_BETS: tuple[Bet, ...] = (
+    Bet("shift", 0.5, 0.56),
+    Bet("shift", 0.5, 0.62),
+    Bet("shift", 0.5, 0.75),
+    Bet("shift", 0.2, 0.3),
+    Bet("shift", 0.2, 0.45),
+)
+
+BETS: tuple[Bet, ...] = NOVELTY_BETS + SHIFT_BETS
 
 
 @dataclass(frozen=True)
@@ -183,9 +221,9 @@ class Calibrated:
     stake: float
 
     def wins(self, scores: FloatArray) -> npt.NDArray[np.bool_]:
-        if self.bet.side == "high":
-            return scores > self.cut
-        return scores < self.cut
+        if self.bet.side == "low":
+            return scores < self.cut
+        return scores > self.cut
 
     def log_e(self, wins: int, losses: int) -> float:
         if self.stake <= 0.0:
@@ -194,22 +232,73 @@ class Calibrated:
         return wins * math.log1p(lam * (1.0 / self.bound - 1.0)) + losses * math.log1p(-lam)
 
 
-def calibrate(calibration_scores: FloatArray, bets: tuple[Bet, ...] = BETS) -> list[Calibrated]:
-    """Cut points, null-rate bounds and stakes of ``bets`` for a sorted calibration sample."""
-    c = np.sort(np.asarray(calibration_scores, dtype=np.float64))
-    n = c.shape[0]
-    delta = CALIBRATION_RISK / len(bets)
+@dataclass(frozen=True)
+class ShiftRun:
+    """One run's view along the shift direction.
+
+    Attributes
+    ----------
+    projections
+        The arrived vectors' projections onto the direction (the shift bets' scores).
+    calibration
+        Sorted projections of the shift calibration rows onto the same direction.
+    index
+        ``i >= 1``: the direction is the ``i``-th estimated since the baseline was fitted.
+    """
+
+    projections: FloatArray
+    calibration: FloatArray
+    index: int
+
+
+def calibrate(
+    calibration_scores: FloatArray,
+    shift: ShiftRun | None = None,
+    bets: tuple[Bet, ...] = BETS,
+) -> list[Calibrated]:
+    """Cut points, null-rate bounds and stakes of ``bets``.
+
+    Bets with the same side and share use the same cut, so they fail together or not at all:
+    the risk ``δ`` is shared over the distinct cuts (:func:`risk_per_cut`), not over every bet.
+    Novelty bets are cut on the calibration part's novelty scores. Shift bets are cut on the
+    shift calibration rows' projections onto this run's direction; the ``i``-th direction of a
+    baseline gets the risk ``δ / (i (i + 1))``, so all directions together spend at most the
+    ``δ`` of one bet. Without a direction (``shift`` is ``None``) shift bets stake nothing.
+    """
+    delta = risk_per_cut(bets)
+    novelty = np.sort(np.asarray(calibration_scores, dtype=np.float64))
     out = []
     for bet in bets:
-        j = math.floor(bet.q * (n + 1))
-        if j < 1:
-            out.append(Calibrated(bet, math.inf if bet.side == "high" else -math.inf, 0, 1, 0))
-            continue
-        cut = float(c[n - j]) if bet.side == "high" else float(c[j - 1])
-        bound = float(stats.beta.ppf(1.0 - delta, j, n + 1 - j))
-        stake = max((bet.rate - bound) / (1.0 - bound), 0.0) if bound < 1 else 0.0
-        out.append(Calibrated(bet, cut, j / (n + 1), bound, stake))
+        if bet.side != "shift":
+            out.append(_calibrated(bet, novelty, delta))
+        elif shift is None:
+            out.append(_inactive(bet))
+        else:
+            share = delta / (shift.index * (shift.index + 1))
+            out.append(_calibrated(bet, shift.calibration, share))
     return out
+
+
+def risk_per_cut(bets: tuple[Bet, ...] = BETS) -> float:
+    """``δ`` over the number of distinct cuts ``(side, q)``: each cut's bound may fail with this
+    probability, all bets on that cut fail together, and a union bound covers the rest."""
+    return CALIBRATION_RISK / len({(bet.side, bet.q) for bet in bets})
+
+
+def _inactive(bet: Bet) -> Calibrated:
+    return Calibrated(bet, -math.inf if bet.side == "low" else math.inf, 0.0, 1.0, 0.0)
+
+
+def _calibrated(bet: Bet, c: FloatArray, delta: float) -> Calibrated:
+    """``bet`` cut at an order statistic of the sorted sample ``c`` with a ``δ``-risk bound."""
+    n = c.shape[0]
+    j = math.floor(bet.q * (n + 1))
+    if j < 1:
+        return _inactive(bet)
+    cut = float(c[j - 1]) if bet.side == "low" else float(c[n - j])
+    bound = float(stats.beta.ppf(1.0 - delta, j, n + 1 - j))
+    stake = max((bet.rate - bound) / (1.0 - bound), 0.0) if bound < 1 else 0.0
+    return Calibrated(bet, cut, j / (n + 1), bound, stake)
 
 
 @dataclass(frozen=True)
@@ -254,6 +343,120 @@ def fit_reference(
     return Reference(fit=fit, calibration=np.ascontiguousarray(data[order[size:]]), k=k)
 
 
+@dataclass(frozen=True)
+class ShiftBasis:
+    """What the shift bets keep from a baseline sample.
+
+    Attributes
+    ----------
+    mean
+        The baseline mean over the rows that are *not* shift calibration rows (``R`` and the
+        rest of ``C``).
+    calibration
+        The shift calibration rows (float16, a random part of ``C``). The shift direction never
+        depends on them, so their projections onto it are a fresh null sample along it.
+    """
+
+    mean: FloatArray
+    calibration: npt.NDArray[np.float16]
+
+
+def shift_basis(reference: Reference) -> ShiftBasis | None:
+    """Set aside up to half of ``C`` (and :data:`SHIFT_CALIBRATION_BYTES`) for the shift bets.
+
+    Returns ``None`` when fewer than :data:`SHIFT_MIN_VECTORS` rows could be kept.
+    """
+    c = reference.calibration
+    d = c.shape[1]
+    rows = min(c.shape[0] // 2, SHIFT_CALIBRATION_BYTES // (2 * d))
+    if rows < SHIFT_MIN_VECTORS:
+        return None
+    rest = np.concatenate([reference.fit, c[: c.shape[0] - rows]]).astype(np.float64)
+    return ShiftBasis(
+        mean=rest.mean(axis=0), calibration=np.ascontiguousarray(c[-rows:], dtype=np.float16)
+    )
+
+
+def shift_direction(
+    fit: npt.ArrayLike, baseline_mean: FloatArray, stream_mean: FloatArray
+) -> FloatArray | None:
+    """Unit direction ``(Σ + λ I)⁻¹ (m - μ)`` the stream's mean moved along.
+
+    ``m`` is the mean of the traffic seen since the baseline was fitted, ``μ`` the baseline mean
+    and ``Σ`` the covariance of ``R`` with the ridge ``λ = tr Σ / d`` (its mean eigenvalue):
+    the discriminant direction of a mean shift, shrunk towards the plain difference so that an
+    ``R`` of a few thousand rows estimates it stably in any dimension. Uses neither the shift
+    calibration rows nor any bet outcome, only past traffic and ``R``, so its bets stay
+    calibrated. ``None`` when the stream has not moved at all.
+    """
+    x = np.asarray(fit, dtype=np.float64)
+    v = np.asarray(stream_mean, dtype=np.float64) - np.asarray(baseline_mean, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    n, d = x.shape
+    ridge = float(np.einsum("ij,ij->", x, x)) / (n * d)
+    if ridge > 0.0:
+        if d <= n:
+            w = np.linalg.solve(x.T @ x / n + ridge * np.eye(d), v)
+        else:  # Woodbury: an n × n system instead of d × d
+            inner = x @ x.T + n * ridge * np.eye(n)
+            w = (v - x.T @ np.linalg.solve(inner, x @ v)) / ridge
+    else:
+        w = v
+    norm = float(np.linalg.norm(w))
+    if not math.isfinite(norm) or norm == 0.0:
+        return None
+    return np.asarray(w / norm, dtype=np.float64)
+
+
+def observe_shift(
+    state: MonitorState, basis: ShiftBasis | None, fit: npt.ArrayLike, arrived: npt.ArrayLike
+) -> MonitorState:
+    """Add this run's (already scored) vectors to the stream mean; maybe re-estimate the direction.
+
+    The mean is exponentially weighted with a half-life of :data:`SHIFT_HALF_LIFE` vectors (a
+    run's vectors share one weight). Call after :func:`step`, so a run's direction only ever
+    depends on earlier runs.
+    """
+    x = np.asarray(arrived, dtype=np.float64)
+    if basis is None or x.ndim != 2 or x.shape[0] == 0:
+        return state
+    n = x.shape[0]
+    decay = 0.5 ** (n / SHIFT_HALF_LIFE)
+    total = x.sum(axis=0) + (0.0 if state.shift_sum is None else decay * state.shift_sum)
+    weight = n + decay * state.shift_weight
+    count = state.shift_count + n
+    new = replace(state, shift_sum=total, shift_weight=weight, shift_count=count)
+    due = count >= SHIFT_MIN_VECTORS and (
+        state.shift_updated_at == 0 or count - state.shift_updated_at >= SHIFT_UPDATE_VECTORS
+    )
+    if due:
+        w = shift_direction(fit, basis.mean, total / weight)
+        if w is not None:
+            new = replace(
+                new, shift_direction=w, shift_index=state.shift_index + 1, shift_updated_at=count
+            )
+    return new
+
+
+def shift_run(
+    state: MonitorState, basis: ShiftBasis | None, arrived: npt.ArrayLike
+) -> ShiftRun | None:
+    """This run's projections along the current direction (``None`` before there is one).
+
+    Vectors are rounded to float16 like the stored calibration rows, so both sides of the
+    comparison went through the same rounding.
+    """
+    w = state.shift_direction
+    if basis is None or w is None or state.shift_index < 1 or w.shape[0] != basis.mean.shape[0]:
+        return None
+    x = np.asarray(arrived, dtype=np.float32)
+    projections = (
+        x.astype(np.float16).astype(np.float64) @ w if x.ndim == 2 and x.shape[0] else np.zeros(0)
+    )
+    calibration = np.sort(basis.calibration.astype(np.float64) @ w)
+    return ShiftRun(projections=projections, calibration=calibration, index=state.shift_index)
+
+
 def _logmeanexp(values: FloatArray) -> float:
     top = float(np.max(values))
     return top + math.log(float(np.mean(np.exp(values - top))))
@@ -280,6 +483,12 @@ class MonitorState:
         tested against and the log of the reverse CUSUM.
     calibration
         Sorted calibration scores of the current baseline.
+    shift_sum, shift_weight, shift_count
+        Exponentially weighted sum and total weight of the vectors scored since the baseline
+        was fitted (the stream mean the shift direction follows), and their number.
+    shift_direction, shift_index, shift_updated_at
+        The current shift direction (unit vector), how many directions this baseline has had
+        and the stream count when it was estimated.
     """
 
     log_evidence: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
@@ -292,6 +501,12 @@ class MonitorState:
     recovery_log: float = 0.0
     calibration: FloatArray = field(default_factory=lambda: np.zeros(0))
     total_scored: int = 0
+    shift_sum: FloatArray | None = None
+    shift_weight: float = 0.0
+    shift_count: int = 0
+    shift_direction: FloatArray | None = None
+    shift_index: int = 0
+    shift_updated_at: int = 0
 
     @property
     def log_mixture(self) -> float:
@@ -303,12 +518,39 @@ class MonitorState:
         return self.alarm or self.log_mixture >= FREEZE_SHARE * budget.log_threshold
 
     def with_calibration(self, scores: FloatArray) -> MonitorState:
-        """A new baseline's calibration scores; the evidence is kept."""
-        return replace(self, calibration=np.sort(np.asarray(scores, dtype=np.float64)))
+        """A new baseline's calibration scores; the evidence is kept, the shift direction starts
+        afresh (it is measured from the new baseline)."""
+        return replace(
+            self,
+            calibration=np.sort(np.asarray(scores, dtype=np.float64)),
+            shift_sum=None,
+            shift_weight=0.0,
+            shift_count=0,
+            shift_direction=None,
+            shift_index=0,
+            shift_updated_at=0,
+        )
+
+    def calibration_blob(self) -> bytes:
+        """The array part: calibration scores (float32), then the stream sum and the shift
+        direction (float64) when present."""
+        parts = [self.calibration.astype("<f4").tobytes()]
+        if self.shift_sum is not None:
+            parts.append(self.shift_sum.astype("<f8").tobytes())
+            if self.shift_direction is not None:
+                parts.append(self.shift_direction.astype("<f8").tobytes())
+        return b"".join(parts)
 
     def to_document(self) -> dict[str, Any]:
-        """The JSON-able part (the calibration scores are stored as float32 bytes)."""
+        """The JSON-able part (the arrays go to :meth:`calibration_blob`)."""
+        dim = 0 if self.shift_sum is None else int(self.shift_sum.shape[0])
         return {
+            "shift_dim": dim,
+            "shift_weight": self.shift_weight,
+            "shift_count": self.shift_count,
+            "shift_index": self.shift_index,
+            "shift_updated_at": self.shift_updated_at,
+            "shift_has_direction": self.shift_direction is not None,
             "log_evidence": [float(v) for v in self.log_evidence],
             "wins": [int(v) for v in self.wins],
             "scored": [int(v) for v in self.scored],
@@ -323,7 +565,18 @@ class MonitorState:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any], calibration: bytes) -> MonitorState:
-        scores = np.frombuffer(calibration, dtype=np.float32).astype(np.float64)
+        dim = int(doc.get("shift_dim", 0))
+        has_direction = bool(doc.get("shift_has_direction", False)) and dim > 0
+        tail = 8 * dim * (1 + int(has_direction))
+        if tail > len(calibration):
+            dim, has_direction, tail = 0, False, 0
+        head = len(calibration) - tail
+        scores = np.frombuffer(calibration[:head], dtype="<f4").astype(np.float64)
+        shift_sum = direction = None
+        if dim:
+            shift_sum = np.frombuffer(calibration[head : head + 8 * dim], dtype="<f8").copy()
+            if has_direction:
+                direction = np.frombuffer(calibration[head + 8 * dim :], dtype="<f8").copy()
         if doc.get("bets") != [bet.name for bet in BETS]:
             # The bets changed between versions: start the evidence afresh.
             return cls(calibration=scores)
@@ -338,6 +591,12 @@ class MonitorState:
             recovery_log=float(doc.get("recovery_log", 0.0)),
             calibration=scores,
             total_scored=int(doc.get("total_scored", 0)),
+            shift_sum=shift_sum,
+            shift_weight=float(doc.get("shift_weight", 0.0)) if dim else 0.0,
+            shift_count=int(doc.get("shift_count", 0)) if dim else 0,
+            shift_direction=direction,
+            shift_index=int(doc.get("shift_index", 0)) if direction is not None else 0,
+            shift_updated_at=int(doc.get("shift_updated_at", 0)) if dim else 0,
         )
 
 
@@ -389,6 +648,10 @@ class Step:
             "novel_share": self.novel_share,
             "best_bet": self.best_bet,
             "cause": self.state.cause,
+            "shift": {
+                "directions": self.state.shift_index,
+                "vectors": self.state.shift_count,
+            },
             "recovery": None
             if self.state.recovery_bet is None
             else {
@@ -409,6 +672,7 @@ def step(
     *,
     budget: Budget,
     window_fires: bool,
+    shift: ShiftRun | None = None,
 ) -> Step:
     """Advance the monitor by one run.
 
@@ -423,21 +687,26 @@ def step(
     window_fires
         The instant check (the window's two-sample battery at ``budget.instant_alpha``)
         found drift in this run's window.
+    shift
+        The same vectors' projections onto the shift direction (:func:`shift_run`), or
+        ``None`` while there is no direction yet.
     """
     s = np.asarray(scores, dtype=np.float64)
-    bets = calibrate(state.calibration)
+    bets = calibrate(state.calibration, shift)
     run_log = np.zeros(len(bets))
     run_wins = np.zeros(len(bets))
+    run_scored = np.zeros(len(bets))
     for j, bet in enumerate(bets):
-        wins = int(np.count_nonzero(bet.wins(s)))
-        run_wins[j] = wins
-        run_log[j] = bet.log_e(wins, s.shape[0] - wins)
+        values = _values(bet, s, shift)
+        wins = int(np.count_nonzero(bet.wins(values)))
+        run_wins[j], run_scored[j] = wins, values.shape[0]
+        run_log[j] = bet.log_e(wins, values.shape[0] - wins)
     at_floor = state.log_evidence <= 0.0
     new = replace(
         state,
         log_evidence=np.maximum(state.log_evidence, 0.0) + run_log,
         wins=np.where(at_floor, 0.0, state.wins) + run_wins,
-        scored=np.where(at_floor, 0.0, state.scored) + s.shape[0],
+        scored=np.where(at_floor, 0.0, state.scored) + run_scored,
         total_scored=state.total_scored + int(s.shape[0]),
     )
     log_mix = new.log_mixture
@@ -447,7 +716,7 @@ def step(
         triggered = True
         new = _open(new, bets, "evidence" if evidence_fires else "window", budget)
     elif new.alarm:
-        new = _watch_recovery(new, bets, s)
+        new = _watch_recovery(new, bets, s, shift)
         if _recovered(new, window_fires):
             resolved = True
             new = replace(
@@ -499,13 +768,25 @@ def _open(state: MonitorState, bets: list[Calibrated], cause: str, budget: Budge
     )
 
 
-def _watch_recovery(state: MonitorState, bets: list[Calibrated], s: FloatArray) -> MonitorState:
-    if state.recovery_bet is None or state.recovery_rate is None or s.shape[0] == 0:
+def _values(bet: Calibrated, novelty: FloatArray, shift: ShiftRun | None) -> FloatArray:
+    """The scores ``bet`` is made on: novelty scores, or projections for a shift bet."""
+    if bet.bet.side != "shift":
+        return novelty
+    return np.zeros(0) if shift is None else shift.projections
+
+
+def _watch_recovery(
+    state: MonitorState, bets: list[Calibrated], s: FloatArray, shift: ShiftRun | None
+) -> MonitorState:
+    if state.recovery_bet is None or state.recovery_rate is None:
         return state
     bet = bets[state.recovery_bet]
+    values = _values(bet, s, shift)
+    if values.shape[0] == 0 or bet.rate0 <= 0.0:
+        return state
     base = min(max(bet.rate0, 1e-9), state.recovery_rate)
-    wins = int(np.count_nonzero(bet.wins(s)))
-    losses = s.shape[0] - wins
+    wins = int(np.count_nonzero(bet.wins(values)))
+    losses = values.shape[0] - wins
     r = state.recovery_rate
     llr = wins * math.log(base / r) + losses * math.log((1.0 - base) / (1.0 - r))
     return replace(state, recovery_log=max(state.recovery_log, 0.0) + llr)

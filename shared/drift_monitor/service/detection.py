@@ -291,6 +291,7 @@ class _Stored:
     version: int | None
     state: sequential.MonitorState
     reference: np.ndarray[Any, Any] | None = None  # the fitted baseline's R (float32)
+    shift: sequential.ShiftBasis | None = None  # kept with R: the shift bets' rows and mean
     reference_changed: bool = False
     watermark: datetime | None = None
     last_run_at: datetime | None = None
@@ -308,15 +309,25 @@ class _Stored:
         fitted = doc.get("fitted")
         shape = doc.get("reference_shape")
         blob = _attr(row, "reference")
-        reference = None
+        reference, shift = None, None
         if shape and blob:
-            reference = np.frombuffer(blob, dtype=np.float32).reshape(shape)
+            rows, dim = int(shape[0]), int(shape[1])
+            end = 4 * rows * dim
+            reference = np.frombuffer(blob, dtype="<f4", count=rows * dim).reshape(rows, dim)
+            shift_rows = int(doc.get("shift_rows") or 0)
+            if shift_rows and len(blob) == end + 2 * shift_rows * dim + 8 * dim:
+                calibration = np.frombuffer(
+                    blob, dtype="<f2", count=shift_rows * dim, offset=end
+                ).reshape(shift_rows, dim)
+                mean = np.frombuffer(blob, dtype="<f8", offset=end + 2 * shift_rows * dim)
+                shift = sequential.ShiftBasis(mean=mean, calibration=calibration)
         return cls(
             version=int(_attr(row, "version")),
             state=sequential.MonitorState.from_document(
                 doc.get("monitor", {}), _attr(row, "calibration")
             ),
             reference=reference,
+            shift=shift,
             watermark=_parse_time(doc.get("watermark")),
             last_run_at=_parse_time(doc.get("last_run_at")),
             interval_minutes=doc.get("interval_minutes"),
@@ -327,6 +338,7 @@ class _Stored:
 
     def refit(self, fitted: sequential.Reference, window: tuple[str, str], count: int) -> None:
         self.reference = fitted.fit
+        self.shift = sequential.shift_basis(fitted)
         self.reference_changed = True
         self.state = self.state.with_calibration(fitted.calibration_scores())
         self.fitted, self.baseline_count = window, count
@@ -341,16 +353,22 @@ class _Stored:
             "baseline_count": self.baseline_count,
             "incident_end": None if self.incident_end is None else iso(self.incident_end),
             "reference_shape": None if self.reference is None else list(self.reference.shape),
+            "shift_rows": None if self.shift is None else int(self.shift.calibration.shape[0]),
         }
         blob = None
         if self.reference_changed or self.version is None:
-            blob = b"" if self.reference is None else self.reference.astype(np.float32).tobytes()
+            blob = b""
+            if self.reference is not None:
+                blob = self.reference.astype("<f4").tobytes()
+                if self.shift is not None:
+                    blob += self.shift.calibration.astype("<f2").tobytes()
+                    blob += self.shift.mean.astype("<f8").tobytes()
         saved = monitor.save_detection_state(
             model_id,
             self.version,
             document,
             blob,
-            self.state.calibration.astype(np.float32).tobytes(),
+            self.state.calibration_blob(),
             now,
         )
         if not saved:
@@ -552,8 +570,12 @@ def _detect(
     else:
         arrived = repository.sample_vectors(model_id, since, now, config.max_samples, seed + 2)
     scores = knn_distances(reference, arrived) if len(arrived) else np.zeros(0)
-    result = sequential.step(stored.state, scores, budget=budget, window_fires=window_fires)
-    stored.state, stored.watermark = result.state, now
+    shift = sequential.shift_run(stored.state, stored.shift, arrived)
+    result = sequential.step(
+        stored.state, scores, budget=budget, window_fires=window_fires, shift=shift
+    )
+    stored.state = sequential.observe_shift(result.state, stored.shift, reference, arrived)
+    stored.watermark = now
     if result.resolved:
         stored.incident_end = now  # the incident's traffic never becomes reference
     stored.save(monitor, model_id, now)

@@ -40,7 +40,8 @@ def test_bounds_cover_the_null_win_rate_as_the_beta_law_says():
     """Over many calibration draws, a bet's true null win rate exceeds its bound rarely."""
     rng = np.random.default_rng(1)
     n, exceed, trials = 500, 0, 400
-    delta = sq.CALIBRATION_RISK / len(sq.BETS)
+    delta = sq.risk_per_cut()
+    assert delta == pytest.approx(sq.CALIBRATION_RISK / 7)  # 5 novelty cuts, 2 shift cuts
     for _ in range(trials):
         scores = rng.normal(size=n)  # calibration scores from a known law
         bets = sq.calibrate(scores)
@@ -181,3 +182,139 @@ def test_interval_estimate_is_smoothed_and_clamped():
     assert sq.next_interval(60, 15, default=60) == pytest.approx(51)
     assert sq.next_interval(None, 0.01, default=60) == sq.MIN_INTERVAL_MINUTES
     assert sq.next_interval(None, 10_000, default=60) == sq.MAX_INTERVAL_MINUTES
+
+
+# --- shift bets: a small share of traffic inside the baseline's support that moves the mean ---
+
+
+def mean_shifted_rows(n: int, share: float, seed: int) -> np.ndarray:
+    """Baseline-like rows where a ``share`` comes from the same law pulled along the baseline's
+    *largest* axis: inside its support (no novelty), but the mean moves."""
+    rng = np.random.default_rng(seed)
+    rows = unit_rows(n, seed=seed)
+    moved = rng.random(n) < share
+    if moved.any():
+        x = rng.normal(size=(int(moved.sum()), 16)) * np.linspace(1.0, 0.05, 16)
+        x[:, 0] = np.abs(x[:, 0]) + 0.8
+        rows[moved] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return rows
+
+
+def monitor_run(reference, state, basis, rows, budget, *, with_shift=True):
+    shift = sq.shift_run(state, basis, rows) if with_shift else None
+    result = sq.step(state, reference.score(rows), budget=budget, window_fires=False, shift=shift)
+    return result, sq.observe_shift(result.state, basis, reference.fit, rows)
+
+
+def test_shift_basis_keeps_its_calibration_rows_out_of_the_mean():
+    reference, _ = fitted(n=4000)
+    basis = sq.shift_basis(reference)
+    assert basis is not None
+    rows = basis.calibration.shape[0]
+    assert rows == reference.calibration.shape[0] // 2
+    assert basis.calibration.dtype == np.float16
+    rest = np.concatenate([reference.fit, reference.calibration[:-rows]]).astype(np.float64)
+    assert np.allclose(basis.mean, rest.mean(axis=0))
+    assert np.allclose(basis.calibration, reference.calibration[-rows:], atol=1e-3)
+    # too small a calibration part keeps no shift bets
+    assert sq.shift_basis(sq.fit_reference(unit_rows(150), 0, fit_size=100)) is None
+
+
+def test_shift_direction_is_the_ridge_discriminant_in_both_dimension_regimes():
+    rng = np.random.default_rng(0)
+    fit = rng.normal(size=(50, 8)) * np.linspace(2.0, 0.5, 8)
+    mean, moved = np.zeros(8), np.ones(8)
+    x = fit - fit.mean(axis=0)
+    ridge = float((x * x).sum()) / x.size
+    expected = np.linalg.solve(x.T @ x / 50 + ridge * np.eye(8), moved)
+    w = sq.shift_direction(fit, mean, moved)
+    assert w is not None
+    assert np.allclose(w, expected / np.linalg.norm(expected))
+    # more dimensions than rows: the Woodbury form gives the same direction
+    wide = rng.normal(size=(20, 60))
+    xw = wide - wide.mean(axis=0)
+    ridge = float((xw * xw).sum()) / xw.size
+    target = rng.normal(size=60)
+    direct = np.linalg.solve(xw.T @ xw / 20 + ridge * np.eye(60), target)
+    w = sq.shift_direction(wide, np.zeros(60), target)
+    assert w is not None and np.allclose(w, direct / np.linalg.norm(direct))
+    assert sq.shift_direction(fit, mean, mean) is None  # the stream did not move
+
+
+def test_shift_bets_are_e_values_along_any_direction_chosen_without_their_rows():
+    """For a direction that does not depend on the shift calibration rows, each shift bet's null
+    win rate stays under its bound, so its e-value has mean at most 1."""
+    reference, state = fitted(n=6000)
+    basis = sq.shift_basis(reference)
+    assert basis is not None
+    null = unit_rows(40_000, seed=21)
+    rng = np.random.default_rng(5)
+    for index in (1, 7):
+        w = rng.normal(size=16)
+        state = replace_direction(state, w / np.linalg.norm(w), index)
+        run = sq.shift_run(state, basis, null)
+        assert run is not None and run.index == index
+        bets = [b for b in sq.calibrate(state.calibration, run) if b.bet.side == "shift"]
+        assert len(bets) == len(sq.SHIFT_BETS)
+        for bet in bets:
+            rate = float(np.mean(bet.wins(run.projections)))
+            assert rate <= bet.bound + 3 * math.sqrt(bet.bound / null.shape[0])
+            assert bet.rate0 == pytest.approx(bet.bet.q, abs=1e-3)
+    # later directions spend less risk: their bounds are wider
+    first = sq.calibrate(state.calibration, sq.ShiftRun(np.zeros(0), run.calibration, 1))
+    later = sq.calibrate(state.calibration, sq.ShiftRun(np.zeros(0), run.calibration, 50))
+    assert all(
+        b.bound < c.bound for b, c in zip(first, later, strict=True) if b.bet.side == "shift"
+    )
+
+
+def replace_direction(state: sq.MonitorState, w: np.ndarray, index: int) -> sq.MonitorState:
+    from dataclasses import replace
+
+    return replace(state, shift_direction=w, shift_index=index, shift_sum=np.zeros(w.shape))
+
+
+def test_a_mixture_inside_the_support_pages_through_the_shift_bets_only():
+    reference, state = fitted(n=8000)
+    basis = sq.shift_basis(reference)
+    budget = sq.Budget(365, 60)
+    plain = state
+    paged_at = paged_plain_at = None
+    for i in range(72):
+        rows = mean_shifted_rows(120, 0.20, seed=3000 + i)
+        result, state = monitor_run(reference, state, basis, rows, budget)
+        plain_result, plain = monitor_run(reference, plain, basis, rows, budget, with_shift=False)
+        if result.triggered and paged_at is None:
+            paged_at = i + 1
+            assert result.best_bet.startswith("shift:")
+        if plain_result.triggered and paged_plain_at is None:
+            paged_plain_at = i + 1
+    assert paged_at is not None and paged_at <= 48, paged_at
+    assert paged_plain_at is None or paged_plain_at > paged_at
+    assert state.shift_index >= 1 and state.shift_count == state.total_scored
+    # the direction found points along the axis the mixture pulled
+    assert state.shift_direction is not None and state.shift_direction[0] > 0.5
+
+
+def test_quiet_traffic_moves_no_shift_evidence_and_the_state_round_trips():
+    reference, state = fitted(n=6000)
+    basis = sq.shift_basis(reference)
+    budget = sq.Budget(365, 60)
+    for i in range(60):
+        result, state = monitor_run(reference, state, basis, unit_rows(120, seed=4000 + i), budget)
+        assert not result.triggered
+    shift = np.array([b.side == "shift" for b in sq.BETS])
+    assert state.shift_index >= 2
+    assert np.max(state.log_evidence[shift]) < 0.25 * budget.log_threshold
+    back = sq.MonitorState.from_document(state.to_document(), state.calibration_blob())
+    assert back.shift_index == state.shift_index and back.shift_count == state.shift_count
+    assert back.shift_weight == pytest.approx(state.shift_weight)
+    assert back.shift_sum is not None and state.shift_sum is not None
+    assert np.array_equal(back.shift_sum, state.shift_sum)
+    assert back.shift_direction is not None and state.shift_direction is not None
+    assert np.array_equal(back.shift_direction, state.shift_direction)
+    assert np.allclose(back.calibration, state.calibration, rtol=1e-6)
+    # a new baseline starts the direction afresh but keeps the evidence
+    refit = back.with_calibration(back.calibration)
+    assert refit.shift_direction is None and refit.shift_count == 0
+    assert np.array_equal(refit.log_evidence, back.log_evidence)
