@@ -90,3 +90,58 @@ def test_shifts_page_in_time_once_and_resolve(base_name, other_name, mix, within
         assert len(out.triggers) == 1, out.triggers  # none before the shift, one for it
         assert 0 < out.triggers[0] <= within_hours, out.triggers
         assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves
+
+
+def _population_excess(base: np.ndarray, trials: int, *, leak: bool) -> int:
+    """Baselines on which a shift bet's exact null win rate along a stream-estimated direction
+    exceeds its bound. ``leak`` estimates the baseline mean from the shift calibration rows
+    themselves (a broken design: the direction then depends on the rows that calibrate it)."""
+    rng = np.random.default_rng(12)
+    failures = 0
+    population = base.astype(np.float16).astype(np.float64)
+    for t in range(trials):
+        sample = base[rng.integers(0, base.shape[0], size=2000 + 6000)]
+        reference = sq.fit_reference(sample, t, fit_size=2000)
+        basis = sq.shift_basis(reference)
+        assert basis is not None
+        if leak:
+            basis = sq.ShiftBasis(
+                mean=basis.calibration.astype(np.float64).mean(axis=0),
+                calibration=basis.calibration,
+            )
+        state = sq.MonitorState().with_calibration(reference.calibration_scores())
+        stream = base[rng.integers(0, base.shape[0], size=600)]  # null traffic sets the direction
+        state = sq.observe_shift(state, basis, reference.fit, stream)
+        run = sq.shift_run(state, basis, population)
+        assert run is not None
+        bets = [b for b in sq.calibrate(state.calibration, run) if b.bet.side == "shift"]
+        failures += any(
+            bet.stake > 0 and float(np.mean(bet.wins(run.projections))) > bet.bound for bet in bets
+        )
+    return failures
+
+
+@pytest.mark.parametrize("name", ["gaussian", "nouns"])
+def test_shift_bet_bounds_hold_along_directions_estimated_from_traffic(name: str) -> None:
+    """Every corpus row is a possible null vector: along a direction estimated from null
+    traffic, the shift bets' exact win rate stays under its bound except with the calibration
+    risk. Estimating the baseline mean from the calibration rows (so that the direction depends
+    on them) breaks it, and the same check sees that."""
+    base = corpus(name)
+    trials = 30
+    failures = _population_excess(base, trials, leak=False)
+    leaked = _population_excess(base, trials, leak=True)
+    bound = stats.binom.ppf(0.99, trials, sq.CALIBRATION_RISK)
+    print(f"\n{name}: shift bounds exceeded {failures}/{trials} (<= {bound:g}); leaked {leaked}")
+    assert failures <= bound
+    assert leaked > bound
+
+
+def test_a_mixture_inside_the_support_pages_through_the_shift_bets() -> None:
+    """10 % verbs among nouns (their novelty scores look like nouns'): paged once, within three
+    days, by the bets along the direction the stream's mean moved; resolved after the return."""
+    base, other = corpus("nouns"), corpus("verbs")
+    out = study.simulate(base, other, mix=0.10, shift_at=24.0, back_at=24.0 + 72.0,
+                         hours=24.0 + 72.0 + 36.0, rate=120, every=60, seed=60)  # fmt: skip
+    assert len(out.triggers) == 1 and 0 < out.triggers[0] <= 72.0, out.triggers
+    assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves
