@@ -81,6 +81,8 @@ locals {
     HISTORICAL_WINDOW_DAYS = tostring(var.historical_window_days)
     # expected days between false pages per model (sequential detection's budget)
     FALSE_ALARM_INTERVAL_DAYS = tostring(var.false_alarm_interval_days)
+    # where the current window comes from: running statistics (auto/sketch) or SQL
+    DETECTION_SOURCE = var.detection_source
     # detect prunes after each scheduled run; api gets it too because Settings checks it
     # against HISTORICAL_WINDOW_DAYS, which api reads.
     BATCH_RETENTION_DAYS   = tostring(var.batch_retention_days)

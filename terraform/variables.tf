@@ -236,6 +236,16 @@ variable "false_alarm_interval_days" {
   }
 }
 
+variable "detection_source" {
+  description = "DETECTION_SOURCE: where detection reads the current window and the vectors to score: auto (the Memorystore running statistics, SQL for a run they cannot serve), sketch or sql."
+  type        = string
+  default     = "auto"
+  validation {
+    condition     = contains(["auto", "sketch", "sql"], var.detection_source)
+    error_message = "detection_source must be auto, sketch or sql."
+  }
+}
+
 variable "batch_retention_days" {
   description = "BATCH_RETENTION_DAYS: stored batches older than this many days are deleted after each scheduled detection run (0 keeps them forever). Must be at least historical_window_days + 1; baseline windows are always kept."
   type        = number

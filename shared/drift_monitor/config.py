@@ -113,6 +113,8 @@ class Settings:
     historical_window_days: int = 7
     # sequential detection: expected days between false pages per model (stationary traffic)
     false_alarm_interval_days: float = 365.0
+    # where detection reads the current window: running statistics or SQL (window_source.py)
+    detection_source: str = "auto"
     # retention: stored batches older than this many days are deleted (0 keeps them forever)
     batch_retention_days: int = 30
     # alerting and metrics
@@ -166,6 +168,11 @@ class Settings:
                 "GOOGLE_ID_TOKEN_AUDIENCE (the URL callers mint their ID tokens for)"
             )
         historical_window_days = _req_int(env, "HISTORICAL_WINDOW_DAYS", 7, 1, 365)
+        detection_source = (_get(env, "DETECTION_SOURCE") or "auto").lower()
+        if detection_source not in ("auto", "sketch", "sql"):
+            raise ConfigError(
+                f"DETECTION_SOURCE={detection_source!r} must be auto, sketch or sql"
+            )
         batch_retention_days = _req_int(env, "BATCH_RETENTION_DAYS", 30, 0, 36_500)
         # A rolling baseline reads the HISTORICAL_WINDOW_DAYS before the current window, so
         # pruning must keep at least that much plus a day for the current window and refreshes.
@@ -204,6 +211,7 @@ class Settings:
             false_alarm_interval_days=_float(
                 env, "FALSE_ALARM_INTERVAL_DAYS", 365.0, 1.0, 36_500.0
             ),
+            detection_source=detection_source,
             batch_retention_days=batch_retention_days,
             alert_cooldown_minutes=_req_int(env, "ALERT_COOLDOWN_MINUTES", 30, 0, 10_080),
             prometheus_gateway=_get(env, "PROMETHEUS_GATEWAY"),
@@ -243,7 +251,7 @@ ENVIRONMENT_VARIABLES = (
     "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
     "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
-    "FALSE_ALARM_INTERVAL_DAYS", "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES",
+    "FALSE_ALARM_INTERVAL_DAYS", "DETECTION_SOURCE", "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES",
     "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
     "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",

@@ -68,6 +68,7 @@ DETECTION = {
     "DRIFT_THRESHOLD",
     "HISTORICAL_WINDOW_DAYS",
     "FALSE_ALARM_INTERVAL_DAYS",
+    "DETECTION_SOURCE",
     # detect prunes old batches after each scheduled run; Settings checks it against
     # HISTORICAL_WINDOW_DAYS, so every function that reads that one gets it too.
     "BATCH_RETENTION_DAYS",
