@@ -170,9 +170,7 @@ class Settings:
         historical_window_days = _req_int(env, "HISTORICAL_WINDOW_DAYS", 7, 1, 365)
         detection_source = (_get(env, "DETECTION_SOURCE") or "auto").lower()
         if detection_source not in ("auto", "sketch", "sql"):
-            raise ConfigError(
-                f"DETECTION_SOURCE={detection_source!r} must be auto, sketch or sql"
-            )
+            raise ConfigError(f"DETECTION_SOURCE={detection_source!r} must be auto, sketch or sql")
         batch_retention_days = _req_int(env, "BATCH_RETENTION_DAYS", 30, 0, 36_500)
         # A rolling baseline reads the HISTORICAL_WINDOW_DAYS before the current window, so
         # pruning must keep at least that much plus a day for the current window and refreshes.
@@ -251,8 +249,8 @@ ENVIRONMENT_VARIABLES = (
     "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
     "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
-    "FALSE_ALARM_INTERVAL_DAYS", "DETECTION_SOURCE", "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES",
-    "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
+    "FALSE_ALARM_INTERVAL_DAYS", "DETECTION_SOURCE", "BATCH_RETENTION_DAYS",
+    "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
     "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",
     "GOOGLE_ID_TOKEN_CERTS_URL", "DRIFT_MONITOR_ENV",

@@ -85,11 +85,22 @@ class Buckets(Protocol):
 
 
 class View(Protocol):
-    source: str
-    reason: str | None
-    start: datetime  # the current window the instant check sees is [start, now)
-    n_current: int
-    watermark: datetime  # where the monitor's watermark moves once the arrived are scored
+    """One run's window: what it holds and where the watermark moves once it is scored."""
+
+    @property
+    def source(self) -> str: ...  # "sketch" or "sql"
+
+    @property
+    def reason(self) -> str | None: ...  # why SQL
+
+    @property
+    def start(self) -> datetime: ...  # the current window the instant check sees: [start, now)
+
+    @property
+    def n_current(self) -> int: ...
+
+    @property
+    def watermark(self) -> datetime: ...
 
     def sample(self) -> Array: ...
 

@@ -187,7 +187,11 @@ def test_arrived_rows_are_the_smallest_priorities_when_capped(stats):
     view = window_source.SketchWindow(ts, [], chosen, ts, max_rows=300)
     rows = view.arrived()
     keys = np.sort(np.concatenate([s.reservoir_keys for _, s in chosen]))[:300]
-    expected = {k: r.tobytes() for _, s in chosen for k, r in zip(s.reservoir_keys, s.reservoir)}
+    expected = {
+        k: r.tobytes()
+        for _, s in chosen
+        for k, r in zip(s.reservoir_keys, s.reservoir, strict=True)
+    }
     assert sorted(r.tobytes() for r in rows) == sorted(expected[k] for k in keys)
 
 
