@@ -64,6 +64,7 @@ locals {
     DB_IAM_AUTH              = "false"
     DB_IP_TYPE               = "private" # the instance has no public address
     STATS_BUCKET_SECONDS     = tostring(var.stats_bucket_seconds)
+    STATS_RESERVOIR_SIZE     = tostring(var.stats_reservoir_size)
     # ingest, persist, stats and detect push their metrics there (pushgateway.tf).
     PROMETHEUS_GATEWAY = local.pushgateway_url
     # Empty means "any dimension" (Settings treats blank as unset).

@@ -270,6 +270,16 @@ variable "stats_bucket_seconds" {
   default     = 3600
 }
 
+variable "stats_reservoir_size" {
+  description = "STATS_RESERVOIR_SIZE: rows in each running-statistics bucket's sample (16-8192): what detection tests and scores per bucket; memory per bucket grows by 4 x dimension bytes per row."
+  type        = number
+  default     = 128
+  validation {
+    condition     = var.stats_reservoir_size >= 16 && var.stats_reservoir_size <= 8192
+    error_message = "stats_reservoir_size must be between 16 and 8192."
+  }
+}
+
 variable "embedding_dimension" {
   description = "EMBEDDING_DIMENSION: dimension every batch must have; null accepts any dimension (fixed per model on first batch)."
   type        = number

@@ -109,6 +109,8 @@ class Settings:
     max_future_seconds: int = 300
     # statistics
     stats_bucket_seconds: int = 3600
+    # rows in each bucket's bottom-k sample: what detection tests and scores per bucket
+    stats_reservoir_size: int = 128
     drift_threshold: float = 0.15
     historical_window_days: int = 7
     # sequential detection: expected days between false pages per model (stationary traffic)
@@ -204,6 +206,7 @@ class Settings:
             max_request_bytes=_req_int(env, "MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
             max_future_seconds=_req_int(env, "MAX_FUTURE_SECONDS", 300, 0, 86_400),
             stats_bucket_seconds=_req_int(env, "STATS_BUCKET_SECONDS", 3600, 60, 86_400),
+            stats_reservoir_size=_req_int(env, "STATS_RESERVOIR_SIZE", 128, 16, 8192),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.15, 0.0, 100.0),
             historical_window_days=historical_window_days,
             false_alarm_interval_days=_float(
@@ -248,9 +251,9 @@ ENVIRONMENT_VARIABLES = (
     "DATABASE_URL", "INSTANCE_CONNECTION_NAME", "DB_USER", "DB_PASSWORD", "DB_NAME",
     "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
-    "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
-    "FALSE_ALARM_INTERVAL_DAYS", "DETECTION_SOURCE", "BATCH_RETENTION_DAYS",
-    "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
+    "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "STATS_RESERVOIR_SIZE", "DRIFT_THRESHOLD",
+    "HISTORICAL_WINDOW_DAYS", "FALSE_ALARM_INTERVAL_DAYS", "DETECTION_SOURCE",
+    "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
     "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",
     "GOOGLE_ID_TOKEN_CERTS_URL", "DRIFT_MONITOR_ENV",

@@ -60,6 +60,7 @@ STORAGE = {
     "DB_IAM_AUTH",
     "DB_IP_TYPE",
     "STATS_BUCKET_SECONDS",
+    "STATS_RESERVOIR_SIZE",
     "EMBEDDING_DIMENSION",
     # every function pushes its metrics (terraform/pushgateway.tf; api only carries it)
     "PROMETHEUS_GATEWAY",

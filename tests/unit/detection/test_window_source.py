@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from drift_monitor import bootstrap
 from drift_monitor.adapters.memory_stats import MemoryStatsStore
 from drift_monitor.config import ConfigError, Settings
 from drift_monitor.domain.batch import BatchPart
@@ -200,3 +201,30 @@ def test_detection_source_setting_is_validated():
     assert Settings.from_env({"DETECTION_SOURCE": "SQL"}).detection_source == "sql"
     with pytest.raises(ConfigError, match="DETECTION_SOURCE"):
         Settings.from_env({"DETECTION_SOURCE": "redis"})
+
+
+def test_reservoir_size_setting_reaches_the_store_and_the_window(
+    tmp_path, batches, monitor, engine, settings
+):
+    configured = Settings.from_env(
+        {"STATS_RESERVOIR_SIZE": "512", "DRIFT_MONITOR_DATA_DIR": str(tmp_path)}
+    )
+    container = bootstrap.build(configured, embedded=True)
+    try:
+        assert container.stats.policy.reservoir_size == 512
+    finally:
+        container.engine.dispose()
+    with pytest.raises(ConfigError, match="STATS_RESERVOIR_SIZE"):
+        Settings.from_env({"STATS_RESERVOIR_SIZE": "8"})
+    # a larger sample per bucket: the window's 600 vectors are tested, the closed bucket's
+    # 300 scored
+    clock = Clock()
+    big = MemoryStatsStore(
+        bucket_seconds=H, retention_seconds=7 * 86_400, reservoir_size=1024, clock=clock
+    )
+    seed_model(batches, big)
+    detect(batches, monitor, engine, settings, big)
+    assert engine.calls[-1]["n_cur"] == 600
+    clock.now = NOW + timedelta(minutes=40)
+    outcome = detect(batches, monitor, engine, settings, big, clock.now)
+    assert outcome.monitor["scored"] == 300
