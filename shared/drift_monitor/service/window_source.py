@@ -176,6 +176,7 @@ class SketchWindow:
 
 
 def _bottom(sketches: Sequence[RunningStats], k: int) -> Array:
+    """The ``k`` rows of smallest priority among the sketches' samples."""
     keys = np.concatenate([s.reservoir_keys for s in sketches])
     rows = np.concatenate([s.reservoir for s in sketches])
     _, first = np.unique(keys, return_index=True)  # sorted by priority, a shared row once
@@ -217,7 +218,8 @@ def open_window(
             f"the current window is shorter than a statistics bucket "
             f"({policy.bucket_seconds} s, STATS_BUCKET_SECONDS)"
         )
-    lo = datetime.fromtimestamp(policy.floor(start.timestamp()), start.tzinfo)
+    lo, hi = policy.align(start, now)  # the current window's whole buckets
+    assert lo is not None and hi is not None
     # Closed buckets that started at or after the watermark; the watermark's own bucket was
     # (partly) scored already when the watermark is not on a bucket boundary.
     first = policy.floor(since.timestamp())
@@ -225,11 +227,6 @@ def open_window(
         first += policy.bucket_seconds
     scored_from = datetime.fromtimestamp(first, since.tzinfo)
     closed_until = datetime.fromtimestamp(policy.floor(now.timestamp()), now.tzinfo)
-    hi = datetime.fromtimestamp(
-        policy.floor(now.timestamp())
-        + (0 if policy.floor(now.timestamp()) == now.timestamp() else policy.bucket_seconds),
-        now.tzinfo,
-    )
     expected: tuple[int, int] | None = None
     if mode == "auto":
         # SQL first: whatever arrives while the store is read only adds to the store's side.
