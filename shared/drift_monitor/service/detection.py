@@ -467,6 +467,8 @@ def run_detection(
                 "n_baseline": outcome.n_baseline,
                 "n_current": outcome.n_current,
                 "evidence": None if outcome.monitor is None else outcome.monitor.get("evidence"),
+                "source": outcome.source,
+                "source_reason": outcome.source_reason,
                 "duration_seconds": round(outcome.duration_seconds, 3),
             }
         },
