@@ -64,6 +64,7 @@ locals {
     DB_IAM_AUTH              = "false"
     DB_IP_TYPE               = "private" # the instance has no public address
     STATS_BUCKET_SECONDS     = tostring(var.stats_bucket_seconds)
+    STATS_RESERVOIR_SIZE     = tostring(var.stats_reservoir_size)
     # ingest, persist, stats and detect push their metrics there (pushgateway.tf).
     PROMETHEUS_GATEWAY = local.pushgateway_url
     # Empty means "any dimension" (Settings treats blank as unset).
@@ -81,6 +82,8 @@ locals {
     HISTORICAL_WINDOW_DAYS = tostring(var.historical_window_days)
     # expected days between false pages per model (sequential detection's budget)
     FALSE_ALARM_INTERVAL_DAYS = tostring(var.false_alarm_interval_days)
+    # where the current window comes from: running statistics (auto/sketch) or SQL
+    DETECTION_SOURCE = var.detection_source
     # detect prunes after each scheduled run; api gets it too because Settings checks it
     # against HISTORICAL_WINDOW_DAYS, which api reads.
     BATCH_RETENTION_DAYS   = tostring(var.batch_retention_days)

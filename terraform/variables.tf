@@ -236,6 +236,16 @@ variable "false_alarm_interval_days" {
   }
 }
 
+variable "detection_source" {
+  description = "DETECTION_SOURCE: where detection reads the current window and the vectors to score: auto (the Memorystore running statistics, SQL for a run they cannot serve), sketch or sql."
+  type        = string
+  default     = "auto"
+  validation {
+    condition     = contains(["auto", "sketch", "sql"], var.detection_source)
+    error_message = "detection_source must be auto, sketch or sql."
+  }
+}
+
 variable "batch_retention_days" {
   description = "BATCH_RETENTION_DAYS: stored batches older than this many days are deleted after each scheduled detection run (0 keeps them forever). Must be at least historical_window_days + 1; baseline windows are always kept."
   type        = number
@@ -258,6 +268,16 @@ variable "stats_bucket_seconds" {
   description = "STATS_BUCKET_SECONDS: width of one running-statistics time bucket in Redis."
   type        = number
   default     = 3600
+}
+
+variable "stats_reservoir_size" {
+  description = "STATS_RESERVOIR_SIZE: rows in each running-statistics bucket's sample (16-8192): what detection tests and scores per bucket; memory per bucket grows by 4 x dimension bytes per row."
+  type        = number
+  default     = 128
+  validation {
+    condition     = var.stats_reservoir_size >= 16 && var.stats_reservoir_size <= 8192
+    error_message = "stats_reservoir_size must be between 16 and 8192."
+  }
 }
 
 variable "embedding_dimension" {

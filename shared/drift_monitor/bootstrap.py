@@ -100,6 +100,7 @@ def _redis_stats(settings: Settings) -> tuple[StatsStore, RedisDimensionRegistry
             client,
             bucket_seconds=settings.stats_bucket_seconds,
             retention_seconds=stats_retention_seconds(settings),
+            reservoir_size=settings.stats_reservoir_size,
         ),
         RedisDimensionRegistry(client),
     )
@@ -208,6 +209,7 @@ def _embedded(
         stats = MemoryStatsStore(
             bucket_seconds=settings.stats_bucket_seconds,
             retention_seconds=stats_retention_seconds(settings),
+            reservoir_size=settings.stats_reservoir_size,
             clock=time.time if clock is None else (lambda: clock().timestamp()),
         )
     bus = MemoryBus()

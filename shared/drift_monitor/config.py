@@ -109,10 +109,14 @@ class Settings:
     max_future_seconds: int = 300
     # statistics
     stats_bucket_seconds: int = 3600
+    # rows in each bucket's bottom-k sample: what detection tests and scores per bucket
+    stats_reservoir_size: int = 128
     drift_threshold: float = 0.15
     historical_window_days: int = 7
     # sequential detection: expected days between false pages per model (stationary traffic)
     false_alarm_interval_days: float = 365.0
+    # where detection reads the current window: running statistics or SQL (window_source.py)
+    detection_source: str = "auto"
     # retention: stored batches older than this many days are deleted (0 keeps them forever)
     batch_retention_days: int = 30
     # alerting and metrics
@@ -166,6 +170,9 @@ class Settings:
                 "GOOGLE_ID_TOKEN_AUDIENCE (the URL callers mint their ID tokens for)"
             )
         historical_window_days = _req_int(env, "HISTORICAL_WINDOW_DAYS", 7, 1, 365)
+        detection_source = (_get(env, "DETECTION_SOURCE") or "auto").lower()
+        if detection_source not in ("auto", "sketch", "sql"):
+            raise ConfigError(f"DETECTION_SOURCE={detection_source!r} must be auto, sketch or sql")
         batch_retention_days = _req_int(env, "BATCH_RETENTION_DAYS", 30, 0, 36_500)
         # A rolling baseline reads the HISTORICAL_WINDOW_DAYS before the current window, so
         # pruning must keep at least that much plus a day for the current window and refreshes.
@@ -199,11 +206,13 @@ class Settings:
             max_request_bytes=_req_int(env, "MAX_REQUEST_BYTES", 32 * 1024 * 1024, 1024, 2**31),
             max_future_seconds=_req_int(env, "MAX_FUTURE_SECONDS", 300, 0, 86_400),
             stats_bucket_seconds=_req_int(env, "STATS_BUCKET_SECONDS", 3600, 60, 86_400),
+            stats_reservoir_size=_req_int(env, "STATS_RESERVOIR_SIZE", 128, 16, 8192),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.15, 0.0, 100.0),
             historical_window_days=historical_window_days,
             false_alarm_interval_days=_float(
                 env, "FALSE_ALARM_INTERVAL_DAYS", 365.0, 1.0, 36_500.0
             ),
+            detection_source=detection_source,
             batch_retention_days=batch_retention_days,
             alert_cooldown_minutes=_req_int(env, "ALERT_COOLDOWN_MINUTES", 30, 0, 10_080),
             prometheus_gateway=_get(env, "PROMETHEUS_GATEWAY"),
@@ -242,9 +251,9 @@ ENVIRONMENT_VARIABLES = (
     "DATABASE_URL", "INSTANCE_CONNECTION_NAME", "DB_USER", "DB_PASSWORD", "DB_NAME",
     "DB_IAM_AUTH", "DB_IP_TYPE", "REDIS_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "GCS_BUCKET",
     "DRIFT_MONITOR_DATA_DIR", "EMBEDDING_DIMENSION", "BATCH_SIZE", "MAX_REQUEST_BYTES",
-    "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "DRIFT_THRESHOLD", "HISTORICAL_WINDOW_DAYS",
-    "FALSE_ALARM_INTERVAL_DAYS", "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES",
-    "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
+    "MAX_FUTURE_SECONDS", "STATS_BUCKET_SECONDS", "STATS_RESERVOIR_SIZE", "DRIFT_THRESHOLD",
+    "HISTORICAL_WINDOW_DAYS", "FALSE_ALARM_INTERVAL_DAYS", "DETECTION_SOURCE",
+    "BATCH_RETENTION_DAYS", "ALERT_COOLDOWN_MINUTES", "PROMETHEUS_GATEWAY", "PAGERDUTY_ROUTING_KEY",
     "PAGERDUTY_EVENTS_URL", "DRIFT_MONITOR_API_KEY", "DRIFT_MONITOR_ADMIN_KEY",
     "GOOGLE_ID_TOKEN_AUDIENCE", "DRIFT_MONITOR_INVOKERS", "DRIFT_MONITOR_ADMIN_INVOKERS",
     "GOOGLE_ID_TOKEN_CERTS_URL", "DRIFT_MONITOR_ENV",

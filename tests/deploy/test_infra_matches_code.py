@@ -60,6 +60,7 @@ STORAGE = {
     "DB_IAM_AUTH",
     "DB_IP_TYPE",
     "STATS_BUCKET_SECONDS",
+    "STATS_RESERVOIR_SIZE",
     "EMBEDDING_DIMENSION",
     # every function pushes its metrics (terraform/pushgateway.tf; api only carries it)
     "PROMETHEUS_GATEWAY",
@@ -68,6 +69,7 @@ DETECTION = {
     "DRIFT_THRESHOLD",
     "HISTORICAL_WINDOW_DAYS",
     "FALSE_ALARM_INTERVAL_DAYS",
+    "DETECTION_SOURCE",
     # detect prunes old batches after each scheduled run; Settings checks it against
     # HISTORICAL_WINDOW_DAYS, so every function that reads that one gets it too.
     "BATCH_RETENTION_DAYS",

@@ -116,6 +116,10 @@ def production(
         pagerduty_events_url=pagerduty_receiver.events_url,
         prometheus_gateway=pushgateway_url,
         alert_cooldown_minutes=30,
+        # This scenario's windows are exact minutes at wall-clock times; detection on the
+        # running statistics (whole buckets) is tested in tests/integration/sql and
+        # tests/statistical/test_detection_source.py.
+        detection_source="sql",
     )
     c = bootstrap.Container(
         settings=settings,

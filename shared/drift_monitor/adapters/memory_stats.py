@@ -157,6 +157,20 @@ class MemoryStatsStore:
             chosen = [model.buckets[b].stats for b in self.policy.select(model.buckets, start, end)]
         return RunningStats.merge_all(chosen)
 
+    def read_buckets(
+        self, model_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[tuple[BucketInfo, RunningStats]]:
+        """Each bucket overlapping ``[start, end)`` on its own, oldest first."""
+        with self._lock:
+            model = self._models.get(model_id)
+            if model is None:
+                return []
+            self._expire(model, self._clock())
+            return [
+                (self.policy.info(b, model.buckets[b].stats.count), model.buckets[b].stats)
+                for b in self.policy.select(model.buckets, start, end)
+            ]
+
     def buckets(self, model_id: str) -> list[BucketInfo]:
         """The model's live buckets, oldest first."""
         with self._lock:

@@ -268,6 +268,25 @@ class RedisStatsStore:
             blobs = self.client.mget([self._bucket_key(model_id, b) for b in chosen])
         return RunningStats.merge_all([_load(b) for b in blobs if b is not None])
 
+    def read_buckets(
+        self, model_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[tuple[BucketInfo, RunningStats]]:
+        """Each bucket overlapping ``[start, end)`` on its own, oldest first (one round trip)."""
+        lo, hi = self.policy.bounds(start, end)
+        lo = max(lo, self.policy.oldest_live(self._clock()))
+        with _transient():
+            members = self.client.zrangebyscore(self._key(model_id, "index"), lo, hi)
+            chosen = sorted(b for b in (int(m) for m in members) if b < hi)
+            if not chosen:
+                return []
+            blobs = self.client.mget([self._bucket_key(model_id, b) for b in chosen])
+        out = []
+        for b, blob in zip(chosen, blobs, strict=True):
+            if blob is not None:
+                sketch = _load(blob)
+                out.append((self.policy.info(b, sketch.count), sketch))
+        return out
+
     def buckets(self, model_id: str) -> list[BucketInfo]:
         """The model's live buckets, oldest first, with their vector counts."""
         lo = self.policy.oldest_live(self._clock())

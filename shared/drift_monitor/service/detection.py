@@ -10,8 +10,11 @@ For each model the run
    silently swallow an open incident);
 3. counts the embeddings in both windows (an indexed aggregate on ``batches``); fewer than
    ``min_samples`` in either gives status ``insufficient_data`` — no decision, not "no drift";
-4. reads a uniform sample of at most ``max_samples`` rows per window from SQL
-   (``sample_vectors``), so the work per model is bounded whatever the traffic;
+4. takes the current window and the vectors that arrived since the previous run from the
+   running statistics (bucket counts and bottom-k samples), or from SQL (a uniform sample of
+   at most ``max_samples`` rows per window) when ``DETECTION_SOURCE`` says so or the
+   statistics cannot serve the run (:mod:`drift_monitor.service.window_source`); the
+   baseline is always sampled from SQL, once per refresh;
 5. runs the configured tests (:func:`drift_monitor.drift.compare`) on the window at the
    **instant** level of the model's false-page budget, and scores every vector that arrived
    since the previous run for novelty against the baseline;
@@ -21,10 +24,7 @@ For each model the run
 7. stores the result (history), then hands the outcome to alerting and metrics.
 
 Any exception inside one model's run is caught and recorded as status ``error``; the other
-models still run. Why SQL samples rather than the Redis sketches: every test of the engine
-(including MMD and Anderson-Darling, which need raw vectors) runs on the sample, a bounded
-random sample of a window is what the calibrated p-values assume, and the window boundaries
-are exact rather than rounded to statistics buckets. ``docs/detection.md`` discusses it.
+models still run. ``docs/detection.md`` compares the two window sources.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from drift_monitor.config import Settings
 from drift_monitor.domain.model_config import ModelConfig
 from drift_monitor.drift import sequential
 from drift_monitor.drift.knn import knn_distances
+from drift_monitor.service import window_source
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ class DetectionOutcome:
     alerts: Any = None
     config: dict[str, Any] = field(default_factory=dict)
     monitor: dict[str, Any] | None = None
+    source: str | None = None  # where the current window came from: "sketch" or "sql"
+    source_reason: str | None = None  # why SQL rather than the running statistics
 
     @property
     def drift_detected(self) -> bool:
@@ -180,6 +183,8 @@ class DetectionOutcome:
                 "current_used": report.get("n_current", 0),
             },
             "config": self.config,
+            "source": self.source,
+            "source_reason": self.source_reason,
             # the engine's remaining output (alpha, dimension, per-test details, ...)
             "report": {k: v for k, v in report.items() if k not in _PROMOTED},
             "error": self.error,
@@ -404,8 +409,9 @@ def run_detection(
     monitor:
         Configuration, baselines, the results table and the monitor state.
     stats:
-        The running-statistics store. Not read by the default SQL-sample path; kept so the
-        signature stays stable when the sketch path (``compare_sketches``) is enabled.
+        The running-statistics store: where the current window and the arrived vectors come
+        from unless ``DETECTION_SOURCE`` or a fallback says SQL
+        (:mod:`drift_monitor.service.window_source`). ``None`` reads SQL.
     alerting, metrics:
         Receive every outcome after it is stored (``None`` skips them).
     settings:
@@ -423,7 +429,6 @@ def run_detection(
         stored the model's monitor state first makes this run read it again and redo its
         work once (nothing is counted twice); if that also loses, the status is ``error``.
     """
-    del stats  # see docstring
     started = time.perf_counter()
     outcome = DetectionOutcome(model_id=model_id, status="error", checked_at=now)
     config: ModelConfig | None = None
@@ -432,7 +437,7 @@ def run_detection(
         try:
             config = load_config(monitor, model_id, settings)
             outcome.config = config.to_dict()
-            _detect(outcome, config, repository, monitor, settings, now, compare)
+            _detect(outcome, config, repository, monitor, settings, now, compare, stats)
             break
         except ConcurrentRun as exc:
             outcome.status, outcome.error = "error", str(exc)
@@ -462,6 +467,8 @@ def run_detection(
                 "n_baseline": outcome.n_baseline,
                 "n_current": outcome.n_current,
                 "evidence": None if outcome.monitor is None else outcome.monitor.get("evidence"),
+                "source": outcome.source,
+                "source_reason": outcome.source_reason,
                 "duration_seconds": round(outcome.duration_seconds, 3),
             }
         },
@@ -477,6 +484,7 @@ def _detect(
     settings: Settings,
     now: datetime,
     compare: Compare | None,
+    stats: Any = None,
 ) -> None:
     """One attempt: windows, window battery, novelty scores, monitor step, state saved."""
     model_id = outcome.model_id
@@ -505,10 +513,23 @@ def _detect(
         ),
     )
     outcome.current, outcome.baseline, outcome.baseline_pinned = current, baseline, pinned
-    outcome.n_current = int(repository.count_vectors(model_id, current.start, current.end))
     outcome.n_baseline = int(repository.count_vectors(model_id, baseline.start, baseline.end))
     since = stored.watermark if stored.watermark is not None else current.start
     since = min(max(since, baseline.end), now)
+    seed = _seed(model_id, current)
+    view = window_source.open_window(
+        settings.detection_source,
+        stats,
+        repository,
+        model_id,
+        start=current.start,
+        now=now,
+        since=since,
+        max_rows=config.max_samples,
+        seed=seed,
+    )
+    outcome.current, outcome.n_current = Window(view.start, now), view.n_current
+    outcome.source, outcome.source_reason = view.source, view.reason
     warmup = warmup_vectors(config)
     monitor_doc: dict[str, Any] = {
         "false_alarm_interval_days": config.false_alarm_interval_days,
@@ -545,13 +566,9 @@ def _detect(
     assert stored.reference is not None
     reference = stored.reference
 
-    seed = _seed(model_id, current)
     window_fires = False
-    sample = None
     if outcome.n_current >= config.min_samples:
-        sample = repository.sample_vectors(
-            model_id, current.start, current.end, config.max_samples, seed + 1
-        )
+        sample = view.sample()
         engine = compare if compare is not None else _default_compare()
         report = engine(
             reference[:INSTANT_REFERENCE_ROWS],
@@ -565,17 +582,14 @@ def _detect(
         outcome.report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
         window_fires = bool(outcome.report.get("drift_detected"))
 
-    if sample is not None and since == current.start:
-        arrived = sample  # the same range: one read serves both
-    else:
-        arrived = repository.sample_vectors(model_id, since, now, config.max_samples, seed + 2)
+    arrived = view.arrived()
     scores = knn_distances(reference, arrived) if len(arrived) else np.zeros(0)
     shift = sequential.shift_run(stored.state, stored.shift, arrived)
     result = sequential.step(
         stored.state, scores, budget=budget, window_fires=window_fires, shift=shift
     )
     stored.state = sequential.observe_shift(result.state, stored.shift, reference, arrived)
-    stored.watermark = now
+    stored.watermark = view.watermark
     if result.resolved:
         stored.incident_end = now  # the incident's traffic never becomes reference
     stored.save(monitor, model_id, now)
@@ -584,6 +598,7 @@ def _detect(
         **result.to_dict(),
         "window_drift": window_fires,
         "calibration_vectors": int(stored.state.calibration.shape[0]),
+        "until": iso(view.watermark),
     }
     if result.novel_rows:
         outcome.monitor["novel_examples"] = [

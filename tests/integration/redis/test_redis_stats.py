@@ -327,3 +327,25 @@ def test_clear_is_per_model_and_range(redis_client: redis.Redis, key_prefix: str
     assert store.read("m") is None and store.edges("m") is None
     assert list(redis_client.scan_iter(match=f"{key_prefix}:{{m}}:*")) == []
     assert store.read("other") is not None
+
+
+def test_read_buckets_returns_each_bucket_like_the_twin(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    store = make_store(redis_client, key_prefix)
+    twin = MemoryStatsStore(
+        bucket_seconds=BUCKET, retention_seconds=6 * BUCKET, bins=8, reservoir_size=32
+    )
+    t0 = now_floor() - timedelta(hours=3)
+    parts = [make_part(f"r{i}", t0 + timedelta(minutes=37 * i), rows=20 + i) for i in range(7)]
+    for p in parts:
+        assert store.fold(p) and twin.fold(p)
+    got = store.read_buckets("m", t0 + timedelta(minutes=90), t0 + timedelta(hours=3))
+    want = twin.read_buckets("m", t0 + timedelta(minutes=90), t0 + timedelta(hours=3))
+    assert [info.start for info, _ in got] == [t0 + timedelta(hours=h) for h in (1, 2)]
+    assert [info for info, _ in got] == [info for info, _ in want]
+    for (info, sketch), (_, twin_sketch) in zip(got, want, strict=True):
+        assert sketch.equals(twin_sketch)
+        in_bucket = [p for p in parts if info.start <= p.timestamp < info.end]
+        assert sketch.count == info.count == sum(p.count for p in in_bucket)
+    assert store.read_buckets("m", t0 - timedelta(hours=2), t0) == []

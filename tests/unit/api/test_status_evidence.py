@@ -26,7 +26,9 @@ def test_status_shows_evidence_threshold_and_budget(api: Api) -> None:
     assert math.isclose(status["threshold"], math.log10(2 * 365 * 24), rel_tol=1e-6)
     assert 0 <= status["evidence"] < status["threshold"]
     monitor = status["monitor"]
-    assert monitor["scored"] == 150 and monitor["instant_alpha"] == 0.5 / (365 * 24)
+    # read from the running statistics: the closed hour's bucket sample (128 of its 150)
+    assert status["source"] == "sketch" and status["source_reason"] is None
+    assert monitor["scored"] == 128 and monitor["instant_alpha"] == 0.5 / (365 * 24)
     assert status["kl_divergence"] is not None  # the seed's fields are kept
 
     # a smaller budget lowers the threshold
