@@ -144,15 +144,29 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (a process that swaps
+    stderr, e.g. a CLI run under a test harness, never logs to a closed stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """Send ``drift_monitor`` logs as JSON lines to ``stream`` (stderr); idempotent."""
-    for handler in _LOGGER.handlers:
-        if isinstance(handler.formatter, JsonFormatter):
-            if stream is not None and isinstance(handler, logging.StreamHandler):
-                handler.setStream(stream)
-            _LOGGER.setLevel(level)
-            return
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Send ``drift_monitor`` logs as JSON lines to ``stream`` (default: the current stderr);
+    idempotent: one JSON handler whatever the number of calls."""
+    for old in list(_LOGGER.handlers):
+        if isinstance(old.formatter, JsonFormatter):
+            _LOGGER.removeHandler(old)
+    handler: logging.Handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     _LOGGER.addHandler(handler)
     _LOGGER.setLevel(level)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 from drift_monitor import logs
 from drift_monitor.cli import main
@@ -94,3 +97,34 @@ def test_cli_errors_are_one_line_without_traceback(
     assert err.startswith("drift-monitor rebuild-stats: error: REDIS_URL is required")
     with pytest.raises(RuntimeError, match="REDIS_URL"):
         main(["--traceback", "rebuild-stats", "some/model"])
+
+
+def test_logs_follow_the_current_stderr_after_it_was_swapped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A handler configured while one stderr was active must not write to it once it is gone
+    (a closed stream made logging print its own error instead of the JSON line)."""
+    import io
+    import sys
+
+    from drift_monitor import logs
+
+    old = sys.stderr
+    first = io.StringIO()
+    sys.stderr = first
+    try:
+        logs.configure()
+        first.close()
+        second = io.StringIO()
+        sys.stderr = second
+        logs.configure()
+        logs.log("INFO", "after the swap", n=1)
+        lines = [line for line in second.getvalue().splitlines() if "after the swap" in line]
+    finally:
+        sys.stderr = old
+    assert len(lines) == 1
+    assert json.loads(lines[0])["message"] == "after the swap"
+    logs.configure()
+    json_handlers = [h for h in logging.getLogger("drift_monitor").handlers
+                     if isinstance(h.formatter, logs.JsonFormatter)]  # fmt: skip
+    assert len(json_handlers) == 1  # idempotent
