@@ -22,15 +22,15 @@ window shows. This module turns the runs into one **monitor** whose false pages 
    cover ``r`` from 1.5 ``q`` (a few per cent of the traffic is new) to 0.95 (all of it).
 2b. **Shift bets.** A small share of traffic *inside* the baseline's support (verbs mixed into
    nouns) scores like the baseline, but it moves the mean. Part of ``C`` (the shift calibration
-   rows, :func:`shift_basis`) is set aside; the rest of the baseline gives its mean ``μ``. The
-   monitor follows an exponentially weighted mean ``m`` of the traffic it scored and, every
-   few hundred vectors, takes the direction ``w = (Σ_R + λ I)⁻¹ (m - μ)``
-   (:func:`shift_direction`). A shift bet wins when a vector's projection on ``w`` lies above
-   the shift calibration rows' median (or top 20 %). ``w`` depends on past traffic and ``R``
-   only, never on the shift calibration rows, so for each direction the null win rate is again
-   ``Beta(j, n + 1 - j)``-distributed over their draw; the ``i``-th direction of a baseline
-   gets the risk ``δ / (i (i + 1))`` of its cut, so all directions together spend one cut's
-   ``δ``.
+   rows, :func:`shift_basis`) is set aside; the rest of the baseline gives its mean ``μ``. For
+   each of two horizons (:data:`SHIFT_HORIZONS`) the monitor follows an exponentially weighted
+   mean ``m`` of the traffic it scored and, every few hundred vectors, takes the direction
+   ``w = (Σ_R + λ I)⁻¹ (m - μ)`` (:func:`shift_direction`). A shift bet wins when a vector's
+   projection on ``w`` lies above the shift calibration rows' median (or top 20 %). ``w``
+   depends on past traffic and ``R`` only, never on the shift calibration rows, so for each
+   direction the null win rate is again ``Beta(j, n + 1 - j)``-distributed over their draw;
+   the ``i``-th direction of a horizon gets the risk ``δ / (i (i + 1))`` of its cut, so all its
+   directions together spend one cut's ``δ``.
 3. **e-CUSUM per bet, mixed.** Per run the bet's e-values multiply, and the bet's statistic is
    ``M = e_run × max(M_previous, 1)`` (in logs: a CUSUM floored at 0, so quiet periods build no
    credit). The monitor's evidence is the average of the bets' ``M``. Given ``R`` and ``C``
@@ -68,6 +68,7 @@ window's tests alone) resolves at the first run whose window is quiet.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -94,17 +95,34 @@ CALIBRATION_VECTORS = 16000
 # Calibration vectors kept (as float16) for the shift bets: at most this many bytes, so a
 # 384-d model keeps about 5,400 and a 1,536-d one about 1,400.
 SHIFT_CALIBRATION_BYTES = 4 << 20
-# The shift direction follows an exponentially weighted mean of the traffic scored since the
-# baseline was fitted, with this half-life in vectors (about 2,900 vectors' worth of weight:
-# enough to see a 10 % mixture's direction, short enough to forget the traffic before a change),
-# and is re-estimated every SHIFT_UPDATE_VECTORS vectors (a few times a day at 120 per hour)
-# once SHIFT_MIN_VECTORS were seen.
-SHIFT_HALF_LIFE = 1000
-SHIFT_UPDATE_VECTORS = 500
 SHIFT_MIN_VECTORS = 100
 MIN_INTERVAL_MINUTES = 1.0
 MAX_INTERVAL_MINUTES = 1440.0
 _INTERVAL_SMOOTHING = 0.2
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """How one shift direction follows the traffic.
+
+    Attributes
+    ----------
+    half_life
+        Half-life, in vectors, of the exponentially weighted mean of the scored traffic the
+        direction points along.
+    update
+        The direction is re-estimated every this many vectors (once :data:`SHIFT_MIN_VECTORS`
+        were seen).
+    """
+
+    half_life: int
+    update: int
+
+
+#: The long horizon (about 2,900 vectors' worth of weight) sees a 10 % mixture's direction; the
+#: short one (about 720) follows the first hours of a larger shift, while the long mean is still
+#: diluted by the traffic before it.
+SHIFT_HORIZONS: tuple[Horizon, ...] = (Horizon(1000, 500), Horizon(250, 125))
 
 
 @dataclass(frozen=True)
@@ -122,15 +140,21 @@ class Bet:
         Nominal share of baseline vectors on the winning side.
     rate
         The alternative win rate the stake is sized for (Kelly).
+    horizon
+        For a shift bet, which of :data:`SHIFT_HORIZONS` its direction follows.
     """
 
     side: str
     q: float
     rate: float
+    horizon: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.side}:q={self.q:g}:r={self.rate:g}"
+        name = f"{self.side}:q={self.q:g}:r={self.rate:g}"
+        if self.side == "shift":
+            name += f":h={SHIFT_HORIZONS[self.horizon].half_life}"
+        return name
 
 
 NOVELTY_BETS: tuple[Bet, ...] = (
@@ -153,12 +177,10 @@ NOVELTY_BETS: tuple[Bet, ...] = (
 #: than usual lies beyond the baseline's median (top 20 %) along the direction the stream has
 #: been moving". They catch a small share of traffic that is *inside* the baseline's support but
 #: pulls the mean, which the novelty scores cannot see (e.g. verbs mixed into nouns).
-SHIFT_BETS: tuple[Bet, ...] = (
-    Bet("shift", 0.5, 0.56),
-    Bet("shift", 0.5, 0.62),
-    Bet("shift", 0.5, 0.75),
-    Bet("shift", 0.2, 0.3),
-    Bet("shift", 0.2, 0.45),
+SHIFT_BETS: tuple[Bet, ...] = tuple(
+    Bet("shift", q, rate, horizon)
+    for horizon in range(len(SHIFT_HORIZONS))
+    for q, rate in ((0.5, 0.56), (0.5, 0.62), (0.5, 0.75), (0.2, 0.3), (0.2, 0.45))
 )
 
 BETS: tuple[Bet, ...] = NOVELTY_BETS + SHIFT_BETS
@@ -253,7 +275,7 @@ class ShiftRun:
 
 def calibrate(
     calibration_scores: FloatArray,
-    shift: ShiftRun | None = None,
+    shift: Sequence[ShiftRun | None] | None = None,
     bets: tuple[Bet, ...] = BETS,
 ) -> list[Calibrated]:
     """Cut points, null-rate bounds and stakes of ``bets``.
@@ -263,26 +285,35 @@ def calibrate(
     Novelty bets are cut on the calibration part's novelty scores. Shift bets are cut on the
     shift calibration rows' projections onto this run's direction; the ``i``-th direction of a
     baseline gets the risk ``δ / (i (i + 1))``, so all directions together spend at most the
-    ``δ`` of one bet. Without a direction (``shift`` is ``None``) shift bets stake nothing.
+    ``δ`` of one bet. ``shift`` holds one run per horizon (:func:`shift_run`); a shift bet whose
+    horizon has no direction yet stakes nothing.
     """
     delta = risk_per_cut(bets)
     novelty = np.sort(np.asarray(calibration_scores, dtype=np.float64))
     out = []
     for bet in bets:
+        run = _run_for(bet, shift)
         if bet.side != "shift":
             out.append(_calibrated(bet, novelty, delta))
-        elif shift is None:
+        elif run is None:
             out.append(_inactive(bet))
         else:
-            share = delta / (shift.index * (shift.index + 1))
-            out.append(_calibrated(bet, shift.calibration, share))
+            share = delta / (run.index * (run.index + 1))
+            out.append(_calibrated(bet, run.calibration, share))
     return out
 
 
 def risk_per_cut(bets: tuple[Bet, ...] = BETS) -> float:
-    """``δ`` over the number of distinct cuts ``(side, q)``: each cut's bound may fail with this
-    probability, all bets on that cut fail together, and a union bound covers the rest."""
-    return CALIBRATION_RISK / len({(bet.side, bet.q) for bet in bets})
+    """``δ`` over the number of distinct cuts ``(side, q, horizon)``: each cut's bound may fail
+    with this probability, all bets on that cut fail together, and a union bound covers the
+    rest."""
+    return CALIBRATION_RISK / len({(bet.side, bet.q, bet.horizon) for bet in bets})
+
+
+def _run_for(bet: Bet, shift: Sequence[ShiftRun | None] | None) -> ShiftRun | None:
+    if bet.side != "shift" or shift is None or bet.horizon >= len(shift):
+        return None
+    return shift[bet.horizon]
 
 
 def _inactive(bet: Bet) -> Calibrated:
@@ -408,53 +439,83 @@ def shift_direction(
     return np.asarray(w / norm, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class ShiftTrack:
+    """One horizon's view of where the traffic has been moving since the baseline was fitted.
+
+    Attributes
+    ----------
+    total, weight
+        Exponentially weighted sum of the scored vectors and its total weight.
+    direction
+        The current unit direction (``None`` before the first estimate).
+    index
+        How many directions this horizon has had since the baseline was fitted.
+    updated_at
+        The number of vectors scored when the direction was last estimated.
+    """
+
+    total: FloatArray
+    weight: float = 0.0
+    direction: FloatArray | None = None
+    index: int = 0
+    updated_at: int = 0
+
+
 def observe_shift(
     state: MonitorState, basis: ShiftBasis | None, fit: npt.ArrayLike, arrived: npt.ArrayLike
 ) -> MonitorState:
-    """Add this run's (already scored) vectors to the stream mean; maybe re-estimate the direction.
+    """Add this run's (already scored) vectors to each horizon's mean; maybe re-estimate its
+    direction.
 
-    The mean is exponentially weighted with a half-life of :data:`SHIFT_HALF_LIFE` vectors (a
-    run's vectors share one weight). Call after :func:`step`, so a run's direction only ever
-    depends on earlier runs.
+    Each mean is exponentially weighted with its horizon's half-life (a run's vectors share one
+    weight). Call after :func:`step`, so a run's directions only ever depend on earlier runs.
     """
     x = np.asarray(arrived, dtype=np.float64)
     if basis is None or x.ndim != 2 or x.shape[0] == 0:
         return state
     n = x.shape[0]
-    decay = 0.5 ** (n / SHIFT_HALF_LIFE)
-    total = x.sum(axis=0) + (0.0 if state.shift_sum is None else decay * state.shift_sum)
-    weight = n + decay * state.shift_weight
+    batch = x.sum(axis=0)
     count = state.shift_count + n
-    new = replace(state, shift_sum=total, shift_weight=weight, shift_count=count)
-    due = count >= SHIFT_MIN_VECTORS and (
-        state.shift_updated_at == 0 or count - state.shift_updated_at >= SHIFT_UPDATE_VECTORS
-    )
-    if due:
-        w = shift_direction(fit, basis.mean, total / weight)
-        if w is not None:
-            new = replace(
-                new, shift_direction=w, shift_index=state.shift_index + 1, shift_updated_at=count
-            )
-    return new
+    tracks = state.shift or tuple(ShiftTrack(np.zeros(x.shape[1])) for _ in SHIFT_HORIZONS)
+    updated = []
+    for horizon, track in zip(SHIFT_HORIZONS, tracks, strict=True):
+        decay = 0.5 ** (n / horizon.half_life)
+        new = replace(track, total=decay * track.total + batch, weight=decay * track.weight + n)
+        due = count >= SHIFT_MIN_VECTORS and (
+            track.updated_at == 0 or count - track.updated_at >= horizon.update
+        )
+        if due:
+            w = shift_direction(fit, basis.mean, new.total / new.weight)
+            if w is not None:
+                new = replace(new, direction=w, index=track.index + 1, updated_at=count)
+        updated.append(new)
+    return replace(state, shift=tuple(updated), shift_count=count)
 
 
 def shift_run(
     state: MonitorState, basis: ShiftBasis | None, arrived: npt.ArrayLike
-) -> ShiftRun | None:
-    """This run's projections along the current direction (``None`` before there is one).
+) -> tuple[ShiftRun | None, ...] | None:
+    """This run's projections along each horizon's current direction (``None`` for a horizon
+    without one yet; ``None`` overall without a basis).
 
     Vectors are rounded to float16 like the stored calibration rows, so both sides of the
     comparison went through the same rounding.
     """
-    w = state.shift_direction
-    if basis is None or w is None or state.shift_index < 1 or w.shape[0] != basis.mean.shape[0]:
+    if basis is None or not state.shift:
         return None
     x = np.asarray(arrived, dtype=np.float32)
-    projections = (
-        x.astype(np.float16).astype(np.float64) @ w if x.ndim == 2 and x.shape[0] else np.zeros(0)
-    )
-    calibration = np.sort(basis.calibration.astype(np.float64) @ w)
-    return ShiftRun(projections=projections, calibration=calibration, index=state.shift_index)
+    rounded = x.astype(np.float16).astype(np.float64) if x.ndim == 2 else np.zeros((0, 0))
+    rows = basis.calibration.astype(np.float64)
+    runs: list[ShiftRun | None] = []
+    for track in state.shift:
+        w = track.direction
+        if w is None or track.index < 1 or w.shape[0] != basis.mean.shape[0]:
+            runs.append(None)
+            continue
+        projections = rounded @ w if rounded.shape[0] else np.zeros(0)
+        runs.append(ShiftRun(projections, np.sort(rows @ w), track.index))
+    return tuple(runs)
 
 
 def _logmeanexp(values: FloatArray) -> float:
@@ -483,12 +544,11 @@ class MonitorState:
         tested against and the log of the reverse CUSUM.
     calibration
         Sorted calibration scores of the current baseline.
-    shift_sum, shift_weight, shift_count
-        Exponentially weighted sum and total weight of the vectors scored since the baseline
-        was fitted (the stream mean the shift direction follows), and their number.
-    shift_direction, shift_index, shift_updated_at
-        The current shift direction (unit vector), how many directions this baseline has had
-        and the stream count when it was estimated.
+    shift
+        Per horizon of :data:`SHIFT_HORIZONS`, where the traffic scored since the baseline was
+        fitted has been moving (empty before the first vectors).
+    shift_count
+        Vectors scored since the baseline was fitted.
     """
 
     log_evidence: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
@@ -501,12 +561,8 @@ class MonitorState:
     recovery_log: float = 0.0
     calibration: FloatArray = field(default_factory=lambda: np.zeros(0))
     total_scored: int = 0
-    shift_sum: FloatArray | None = None
-    shift_weight: float = 0.0
+    shift: tuple[ShiftTrack, ...] = ()
     shift_count: int = 0
-    shift_direction: FloatArray | None = None
-    shift_index: int = 0
-    shift_updated_at: int = 0
 
     @property
     def log_mixture(self) -> float:
@@ -523,34 +579,35 @@ class MonitorState:
         return replace(
             self,
             calibration=np.sort(np.asarray(scores, dtype=np.float64)),
-            shift_sum=None,
-            shift_weight=0.0,
+            shift=(),
             shift_count=0,
-            shift_direction=None,
-            shift_index=0,
-            shift_updated_at=0,
         )
 
     def calibration_blob(self) -> bytes:
-        """The array part: calibration scores (float32), then the stream sum and the shift
-        direction (float64) when present."""
+        """The array part: calibration scores (float32), then per shift horizon its weighted sum
+        and, when it has one, its direction (float64)."""
         parts = [self.calibration.astype("<f4").tobytes()]
-        if self.shift_sum is not None:
-            parts.append(self.shift_sum.astype("<f8").tobytes())
-            if self.shift_direction is not None:
-                parts.append(self.shift_direction.astype("<f8").tobytes())
+        for track in self.shift:
+            parts.append(track.total.astype("<f8").tobytes())
+            if track.direction is not None:
+                parts.append(track.direction.astype("<f8").tobytes())
         return b"".join(parts)
 
     def to_document(self) -> dict[str, Any]:
         """The JSON-able part (the arrays go to :meth:`calibration_blob`)."""
-        dim = 0 if self.shift_sum is None else int(self.shift_sum.shape[0])
+        dim = int(self.shift[0].total.shape[0]) if self.shift else 0
         return {
             "shift_dim": dim,
-            "shift_weight": self.shift_weight,
             "shift_count": self.shift_count,
-            "shift_index": self.shift_index,
-            "shift_updated_at": self.shift_updated_at,
-            "shift_has_direction": self.shift_direction is not None,
+            "shift_tracks": [
+                {
+                    "weight": t.weight,
+                    "index": t.index,
+                    "updated_at": t.updated_at,
+                    "has_direction": t.direction is not None,
+                }
+                for t in self.shift
+            ],
             "log_evidence": [float(v) for v in self.log_evidence],
             "wins": [int(v) for v in self.wins],
             "scored": [int(v) for v in self.scored],
@@ -566,17 +623,30 @@ class MonitorState:
     @classmethod
     def from_document(cls, doc: dict[str, Any], calibration: bytes) -> MonitorState:
         dim = int(doc.get("shift_dim", 0))
-        has_direction = bool(doc.get("shift_has_direction", False)) and dim > 0
-        tail = 8 * dim * (1 + int(has_direction))
-        if tail > len(calibration):
-            dim, has_direction, tail = 0, False, 0
+        specs = list(doc.get("shift_tracks", [])) if dim else []
+        tail = sum(8 * dim * (1 + int(bool(t.get("has_direction")))) for t in specs)
+        if len(specs) != len(SHIFT_HORIZONS) or tail > len(calibration):
+            specs, tail = [], 0
         head = len(calibration) - tail
         scores = np.frombuffer(calibration[:head], dtype="<f4").astype(np.float64)
-        shift_sum = direction = None
-        if dim:
-            shift_sum = np.frombuffer(calibration[head : head + 8 * dim], dtype="<f8").copy()
-            if has_direction:
-                direction = np.frombuffer(calibration[head + 8 * dim :], dtype="<f8").copy()
+        tracks = []
+        at = head
+        for spec in specs:
+            total = np.frombuffer(calibration, dtype="<f8", count=dim, offset=at).copy()
+            at += 8 * dim
+            direction = None
+            if spec.get("has_direction"):
+                direction = np.frombuffer(calibration, dtype="<f8", count=dim, offset=at).copy()
+                at += 8 * dim
+            tracks.append(
+                ShiftTrack(
+                    total=total,
+                    weight=float(spec.get("weight", 0.0)),
+                    direction=direction,
+                    index=int(spec.get("index", 0)) if direction is not None else 0,
+                    updated_at=int(spec.get("updated_at", 0)),
+                )
+            )
         if doc.get("bets") != [bet.name for bet in BETS]:
             # The bets changed between versions: start the evidence afresh.
             return cls(calibration=scores)
@@ -591,12 +661,8 @@ class MonitorState:
             recovery_log=float(doc.get("recovery_log", 0.0)),
             calibration=scores,
             total_scored=int(doc.get("total_scored", 0)),
-            shift_sum=shift_sum,
-            shift_weight=float(doc.get("shift_weight", 0.0)) if dim else 0.0,
-            shift_count=int(doc.get("shift_count", 0)) if dim else 0,
-            shift_direction=direction,
-            shift_index=int(doc.get("shift_index", 0)) if direction is not None else 0,
-            shift_updated_at=int(doc.get("shift_updated_at", 0)) if dim else 0,
+            shift=tuple(tracks),
+            shift_count=int(doc.get("shift_count", 0)) if tracks else 0,
         )
 
 
@@ -649,7 +715,7 @@ class Step:
             "best_bet": self.best_bet,
             "cause": self.state.cause,
             "shift": {
-                "directions": self.state.shift_index,
+                "directions": [t.index for t in self.state.shift],
                 "vectors": self.state.shift_count,
             },
             "recovery": None
@@ -672,7 +738,7 @@ def step(
     *,
     budget: Budget,
     window_fires: bool,
-    shift: ShiftRun | None = None,
+    shift: Sequence[ShiftRun | None] | None = None,
 ) -> Step:
     """Advance the monitor by one run.
 
@@ -688,8 +754,8 @@ def step(
         The instant check (the window's two-sample battery at ``budget.instant_alpha``)
         found drift in this run's window.
     shift
-        The same vectors' projections onto the shift direction (:func:`shift_run`), or
-        ``None`` while there is no direction yet.
+        The same vectors' projections onto each horizon's shift direction
+        (:func:`shift_run`), or ``None`` while there is none yet.
     """
     s = np.asarray(scores, dtype=np.float64)
     bets = calibrate(state.calibration, shift)
@@ -768,15 +834,21 @@ def _open(state: MonitorState, bets: list[Calibrated], cause: str, budget: Budge
     )
 
 
-def _values(bet: Calibrated, novelty: FloatArray, shift: ShiftRun | None) -> FloatArray:
+def _values(
+    bet: Calibrated, novelty: FloatArray, shift: Sequence[ShiftRun | None] | None
+) -> FloatArray:
     """The scores ``bet`` is made on: novelty scores, or projections for a shift bet."""
     if bet.bet.side != "shift":
         return novelty
-    return np.zeros(0) if shift is None else shift.projections
+    run = _run_for(bet.bet, shift)
+    return np.zeros(0) if run is None else run.projections
 
 
 def _watch_recovery(
-    state: MonitorState, bets: list[Calibrated], s: FloatArray, shift: ShiftRun | None
+    state: MonitorState,
+    bets: list[Calibrated],
+    s: FloatArray,
+    shift: Sequence[ShiftRun | None] | None,
 ) -> MonitorState:
     if state.recovery_bet is None or state.recovery_rate is None:
         return state

@@ -41,7 +41,8 @@ def test_bounds_cover_the_null_win_rate_as_the_beta_law_says():
     rng = np.random.default_rng(1)
     n, exceed, trials = 500, 0, 400
     delta = sq.risk_per_cut()
-    assert delta == pytest.approx(sq.CALIBRATION_RISK / 7)  # 5 novelty cuts, 2 shift cuts
+    # 5 novelty cuts, 2 shift cuts per horizon
+    assert delta == pytest.approx(sq.CALIBRATION_RISK / (5 + 2 * len(sq.SHIFT_HORIZONS)))
     for _ in range(trials):
         scores = rng.normal(size=n)  # calibration scores from a known law
         bets = sq.calibrate(scores)
@@ -252,26 +253,32 @@ def test_shift_bets_are_e_values_along_any_direction_chosen_without_their_rows()
     for index in (1, 7):
         w = rng.normal(size=16)
         state = replace_direction(state, w / np.linalg.norm(w), index)
-        run = sq.shift_run(state, basis, null)
-        assert run is not None and run.index == index
-        bets = [b for b in sq.calibrate(state.calibration, run) if b.bet.side == "shift"]
+        runs = sq.shift_run(state, basis, null)
+        assert runs is not None and len(runs) == len(sq.SHIFT_HORIZONS)
+        run = runs[0]
+        assert run is not None and run.index == index and runs[1] is None
+        bets = [b for b in sq.calibrate(state.calibration, runs) if b.bet.side == "shift"]
         assert len(bets) == len(sq.SHIFT_BETS)
+        bets = [b for b in bets if b.bet.horizon == 0]
         for bet in bets:
             rate = float(np.mean(bet.wins(run.projections)))
             assert rate <= bet.bound + 3 * math.sqrt(bet.bound / null.shape[0])
             assert bet.rate0 == pytest.approx(bet.bet.q, abs=1e-3)
     # later directions spend less risk: their bounds are wider
-    first = sq.calibrate(state.calibration, sq.ShiftRun(np.zeros(0), run.calibration, 1))
-    later = sq.calibrate(state.calibration, sq.ShiftRun(np.zeros(0), run.calibration, 50))
+    first = sq.calibrate(state.calibration, [sq.ShiftRun(np.zeros(0), run.calibration, 1)])
+    later = sq.calibrate(state.calibration, [sq.ShiftRun(np.zeros(0), run.calibration, 50)])
     assert all(
-        b.bound < c.bound for b, c in zip(first, later, strict=True) if b.bet.side == "shift"
+        b.bound < c.bound
+        for b, c in zip(first, later, strict=True)
+        if b.bet.side == "shift" and b.bet.horizon == 0
     )
 
 
 def replace_direction(state: sq.MonitorState, w: np.ndarray, index: int) -> sq.MonitorState:
     from dataclasses import replace
 
-    return replace(state, shift_direction=w, shift_index=index, shift_sum=np.zeros(w.shape))
+    track = sq.ShiftTrack(total=np.zeros(w.shape), direction=w, index=index)
+    return replace(state, shift=(track, sq.ShiftTrack(total=np.zeros(w.shape))))
 
 
 def test_a_mixture_inside_the_support_pages_through_the_shift_bets_only():
@@ -291,9 +298,11 @@ def test_a_mixture_inside_the_support_pages_through_the_shift_bets_only():
             paged_plain_at = i + 1
     assert paged_at is not None and paged_at <= 48, paged_at
     assert paged_plain_at is None or paged_plain_at > paged_at
-    assert state.shift_index >= 1 and state.shift_count == state.total_scored
-    # the direction found points along the axis the mixture pulled
-    assert state.shift_direction is not None and state.shift_direction[0] > 0.5
+    assert all(t.index >= 1 for t in state.shift)
+    assert state.shift_count == state.total_scored
+    # the directions found point along the axis the mixture pulled
+    for track in state.shift:
+        assert track.direction is not None and track.direction[0] > 0.5
 
 
 def test_quiet_traffic_moves_no_shift_evidence_and_the_state_round_trips():
@@ -304,17 +313,19 @@ def test_quiet_traffic_moves_no_shift_evidence_and_the_state_round_trips():
         result, state = monitor_run(reference, state, basis, unit_rows(120, seed=4000 + i), budget)
         assert not result.triggered
     shift = np.array([b.side == "shift" for b in sq.BETS])
-    assert state.shift_index >= 2
+    assert all(t.index >= 2 for t in state.shift)
     assert np.max(state.log_evidence[shift]) < 0.25 * budget.log_threshold
     back = sq.MonitorState.from_document(state.to_document(), state.calibration_blob())
-    assert back.shift_index == state.shift_index and back.shift_count == state.shift_count
-    assert back.shift_weight == pytest.approx(state.shift_weight)
-    assert back.shift_sum is not None and state.shift_sum is not None
-    assert np.array_equal(back.shift_sum, state.shift_sum)
-    assert back.shift_direction is not None and state.shift_direction is not None
-    assert np.array_equal(back.shift_direction, state.shift_direction)
+    assert back.shift_count == state.shift_count
+    assert len(back.shift) == len(state.shift) == len(sq.SHIFT_HORIZONS)
+    for got, want in zip(back.shift, state.shift, strict=True):
+        assert (got.index, got.updated_at) == (want.index, want.updated_at)
+        assert got.weight == pytest.approx(want.weight)
+        assert np.array_equal(got.total, want.total)
+        assert got.direction is not None and want.direction is not None
+        assert np.array_equal(got.direction, want.direction)
     assert np.allclose(back.calibration, state.calibration, rtol=1e-6)
     # a new baseline starts the direction afresh but keeps the evidence
     refit = back.with_calibration(back.calibration)
-    assert refit.shift_direction is None and refit.shift_count == 0
+    assert refit.shift == () and refit.shift_count == 0
     assert np.array_equal(refit.log_evidence, back.log_evidence)
