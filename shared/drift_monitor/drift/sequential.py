@@ -409,7 +409,7 @@ def shift_basis(reference: Reference) -> ShiftBasis | None:
 
 
 def shift_direction(
-    fit: npt.ArrayLike, baseline_mean: FloatArray, stream_mean: FloatArray
+    fit: npt.ArrayLike, baseline_mean: FloatArray, stream_mean: npt.ArrayLike
 ) -> FloatArray | None:
     """Unit direction ``(Σ + λ I)⁻¹ (m - μ)`` the stream's mean moved along.
 
@@ -420,8 +420,17 @@ def shift_direction(
     calibration rows nor any bet outcome, only past traffic and ``R``, so its bets stay
     calibrated. ``None`` when the stream has not moved at all.
     """
+    return shift_directions(fit, baseline_mean, np.atleast_2d(stream_mean))[0]
+
+
+def shift_directions(
+    fit: npt.ArrayLike, baseline_mean: FloatArray, stream_means: npt.ArrayLike
+) -> list[FloatArray | None]:
+    """:func:`shift_direction` for several stream means (rows) with one solve of the system."""
     x = np.asarray(fit, dtype=np.float64)
-    v = np.asarray(stream_mean, dtype=np.float64) - np.asarray(baseline_mean, dtype=np.float64)
+    v = (
+        np.asarray(stream_means, dtype=np.float64) - np.asarray(baseline_mean, dtype=np.float64)
+    ).T  # (d, k)
     x = x - x.mean(axis=0)
     n, d = x.shape
     ridge = float(np.einsum("ij,ij->", x, x)) / (n * d)
@@ -433,10 +442,12 @@ def shift_direction(
             w = (v - x.T @ np.linalg.solve(inner, x @ v)) / ridge
     else:
         w = v
-    norm = float(np.linalg.norm(w))
-    if not math.isfinite(norm) or norm == 0.0:
-        return None
-    return np.asarray(w / norm, dtype=np.float64)
+    out: list[FloatArray | None] = []
+    for column in w.T:
+        norm = float(np.linalg.norm(column))
+        ok = math.isfinite(norm) and norm > 0.0
+        out.append(np.asarray(column / norm, dtype=np.float64) if ok else None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -478,18 +489,26 @@ def observe_shift(
     batch = x.sum(axis=0)
     count = state.shift_count + n
     tracks = state.shift or tuple(ShiftTrack(np.zeros(x.shape[1])) for _ in SHIFT_HORIZONS)
-    updated = []
-    for horizon, track in zip(SHIFT_HORIZONS, tracks, strict=True):
-        decay = 0.5 ** (n / horizon.half_life)
-        new = replace(track, total=decay * track.total + batch, weight=decay * track.weight + n)
-        due = count >= SHIFT_MIN_VECTORS and (
-            track.updated_at == 0 or count - track.updated_at >= horizon.update
+    updated = [
+        replace(
+            track,
+            total=0.5 ** (n / horizon.half_life) * track.total + batch,
+            weight=0.5 ** (n / horizon.half_life) * track.weight + n,
         )
-        if due:
-            w = shift_direction(fit, basis.mean, new.total / new.weight)
+        for horizon, track in zip(SHIFT_HORIZONS, tracks, strict=True)
+    ]
+    due = [
+        h
+        for h, (horizon, track) in enumerate(zip(SHIFT_HORIZONS, tracks, strict=True))
+        if count >= SHIFT_MIN_VECTORS
+        and (track.updated_at == 0 or count - track.updated_at >= horizon.update)
+    ]
+    if due:  # one solve for every horizon due this run
+        means = [updated[h].total / updated[h].weight for h in due]
+        for h, w in zip(due, shift_directions(fit, basis.mean, means), strict=True):
             if w is not None:
-                new = replace(new, direction=w, index=track.index + 1, updated_at=count)
-        updated.append(new)
+                t = updated[h]
+                updated[h] = replace(t, direction=w, index=t.index + 1, updated_at=count)
     return replace(state, shift=tuple(updated), shift_count=count)
 
 
@@ -510,7 +529,7 @@ def shift_run(
     runs: list[ShiftRun | None] = []
     for track in state.shift:
         w = track.direction
-        if w is None or track.index < 1 or w.shape[0] != basis.mean.shape[0]:
+        if w is None or w.shape[0] != basis.mean.shape[0]:
             runs.append(None)
             continue
         projections = rounded @ w if rounded.shape[0] else np.zeros(0)
