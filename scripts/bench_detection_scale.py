@@ -20,31 +20,18 @@ SQLite in a temporary folder by default; ``--database-url`` for PostgreSQL (for 
 
 from __future__ import annotations
 
-import os
+import argparse
+import logging
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-from drift_monitor.adapters.sql import (  # noqa: E402
-    SqlMonitorRepository,
-    SqlRepository,
-    make_engine,
-    upgrade,
-)
-from drift_monitor.config import Settings  # noqa: E402
-from drift_monitor.domain.batch import BatchPart  # noqa: E402
-from drift_monitor.service.detection import run_detection  # noqa: E402
+import bench_store  # first: pins BLAS to one thread before numpy loads
+import numpy as np
+from drift_monitor.adapters.sql import SqlRepository
+from drift_monitor.domain.batch import BatchPart
+from drift_monitor.service.detection import run_detection
 
 
 def store(
@@ -88,15 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.INFO)
 
-    with tempfile.TemporaryDirectory(prefix="bench-detect-") as tmp:
-        settings = replace(
-            Settings.from_env({"DRIFT_MONITOR_ENV": "test"}),
-            data_dir=Path(tmp),
-            database_url=args.database_url,
-        )
-        engine = make_engine(settings)
-        upgrade(engine)
-        repo, monitor = SqlRepository(engine), SqlMonitorRepository(engine)
+    with bench_store.temporary_store(args.database_url, "bench-detect-") as db:
+        settings, engine, repo, monitor = db.settings, db.engine, db.repo, db.monitor
         now = datetime.now(UTC).replace(microsecond=0)
         tag = uuid.uuid4().hex[:8]
         models: dict[int, str] = {}
@@ -136,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: {label}: {times[small]:.3f} s at {small:,}, {times[large]:.3f} s at "
                 f"{large:,} stored vectors; ratio {times[large] / times[small]:.2f}"
             )
-        engine.dispose()
     return 0
 
 

@@ -25,33 +25,21 @@ scripts/bench_detection_source.py --database-url "$TEST_DATABASE_URL" --redis-ur
 
 from __future__ import annotations
 
-import os
+import argparse
+import logging
+import sys
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-from drift_monitor.adapters.memory_stats import MemoryStatsStore  # noqa: E402
-from drift_monitor.adapters.sql import (  # noqa: E402
-    SqlMonitorRepository,
-    SqlRepository,
-    make_engine,
-    upgrade,
-)
-from drift_monitor.config import Settings  # noqa: E402
-from drift_monitor.domain.batch import BatchPart  # noqa: E402
-from drift_monitor.service.detection import run_detection  # noqa: E402
+import bench_store  # first: pins BLAS to one thread before numpy loads
+import numpy as np
+from drift_monitor.adapters.memory_stats import MemoryStatsStore
+from drift_monitor.adapters.sql import SqlRepository
+from drift_monitor.domain.batch import BatchPart
+from drift_monitor.service.detection import run_detection
 
 SOURCES = ("sketch", "auto", "sql")
 
@@ -119,15 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             bucket_seconds=3600, retention_seconds=7 * 86_400, clock=lambda: now.timestamp()
         )
 
-    with tempfile.TemporaryDirectory(prefix="bench-source-") as tmp:
-        settings = replace(
-            Settings.from_env({"DRIFT_MONITOR_ENV": "test"}),
-            data_dir=Path(tmp),
-            database_url=args.database_url,
-        )
-        engine = make_engine(settings)
-        upgrade(engine)
-        repo, monitor = SqlRepository(engine), SqlMonitorRepository(engine)
+    with bench_store.temporary_store(args.database_url, "bench-source-") as db:
+        settings, engine, repo, monitor = db.settings, db.engine, db.repo, db.monitor
         tag = uuid.uuid4().hex[:8]
         models: dict[int, str] = {}
         snapshots: dict[str, Any] = {}
@@ -192,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"  at {size:,}: sketch/sql {best['sketch', size] / best['sql', size]:.2f}, "
                 f"auto/sql {best['auto', size] / best['sql', size]:.2f}"
             )
-        engine.dispose()
     return 0
 
 
