@@ -41,6 +41,7 @@ from cryptography.x509.oid import NameOID
 from deploy_support import WORKFLOWS, assigned_paths, function_calls, path_template
 from google.auth import crypt, jwt
 from google.auth.transport.requests import AuthorizedSession
+from support.processes import stop_process
 
 workflows_main = pytest.importorskip("workflows_emulator.main")
 http_utils = pytest.importorskip("workflows_emulator.lib.http_utils")
@@ -434,12 +435,7 @@ def serving(data_dir: Path, port: int, settings: dict[str, str]) -> Iterator[str
             time.sleep(0.2)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if process.stderr:
             process.stderr.close()
 

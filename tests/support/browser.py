@@ -28,6 +28,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from support.processes import stop_process
+
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -179,11 +181,5 @@ class Chromium:
         tb: TracebackType | None,
     ) -> None:
         self._stack.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
+        stop_process(self._process, grace=15)
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from support.processes import stop_process
+
 SCRAPE_INTERVAL_SECONDS = 1
 
 
@@ -119,13 +121,7 @@ class PrometheusServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(5)
+        stop_process(self._process)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def log(self) -> str:
@@ -212,7 +208,5 @@ class PushgatewayServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(10)
+        stop_process(self._process)
         shutil.rmtree(self._dir, ignore_errors=True)
