@@ -140,11 +140,13 @@ def test_shift_bet_bounds_hold_along_directions_estimated_from_traffic(name: str
     assert leaked > bound
 
 
-def test_a_mixture_inside_the_support_pages_through_the_shift_bets() -> None:
-    """10 % verbs among nouns (their novelty scores look like nouns'): paged once, within three
-    days, by the bets along the direction the stream's mean moved; resolved after the return."""
+@pytest.mark.parametrize("seed", [60, 62])
+def test_a_mixture_inside_the_support_pages_through_the_shift_bets(seed: int) -> None:
+    """10 % verbs among nouns (their novelty scores look like nouns'): paged once, within 30
+    hours, by the bets along the direction the stream's mean moved; resolved after the return.
+    (These streams page after 12 and 22 hours; without the top-5 % shift bets after 62 and 34.)"""
     base, other = corpus("nouns"), corpus("verbs")
     out = study.simulate(base, other, mix=0.10, shift_at=24.0, back_at=24.0 + 72.0,
-                         hours=24.0 + 72.0 + 36.0, rate=120, every=60, seed=60)  # fmt: skip
-    assert len(out.triggers) == 1 and 0 < out.triggers[0] <= 72.0, out.triggers
+                         hours=24.0 + 72.0 + 36.0, rate=120, every=60, seed=seed)  # fmt: skip
+    assert len(out.triggers) == 1 and 0 < out.triggers[0] <= 30.0, out.triggers
     assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves

@@ -26,9 +26,9 @@ window shows. This module turns the runs into one **monitor** whose false pages 
    each of two horizons (:data:`SHIFT_HORIZONS`) the monitor follows an exponentially weighted
    mean ``m`` of the traffic it scored and, every few hundred vectors, takes the direction
    ``w = (Σ_R + λ I)⁻¹ (m - μ)`` (:func:`shift_direction`). A shift bet wins when a vector's
-   projection on ``w`` lies above the shift calibration rows' median (or top 20 %). ``w``
-   depends on past traffic and ``R`` only, never on the shift calibration rows, so for each
-   direction the null win rate is again ``Beta(j, n + 1 - j)``-distributed over their draw;
+   projection on ``w`` lies above the shift calibration rows' median (or top 20 %, or top
+   5 %). ``w`` depends on past traffic and ``R`` only, never on the shift calibration rows,
+   so for each direction the null win rate is again ``Beta(j, n + 1 - j)``-distributed over their draw;
    the ``i``-th direction of a horizon gets the risk ``δ / (i (i + 1))`` of its cut, so all its
    directions together spend one cut's ``δ``.
 3. **e-CUSUM per bet, mixed.** Per run the bet's e-values multiply, and the bet's statistic is
@@ -174,13 +174,25 @@ NOVELTY_BETS: tuple[Bet, ...] = (
 )
 
 #: Bets on the projections onto the shift direction (side ``"shift"``): "more of the traffic
-#: than usual lies beyond the baseline's median (top 20 %) along the direction the stream has
-#: been moving". They catch a small share of traffic that is *inside* the baseline's support but
-#: pulls the mean, which the novelty scores cannot see (e.g. verbs mixed into nouns).
+#: than usual lies beyond the baseline's median (top 20 %, top 5 %) along the direction the
+#: stream has been moving". They catch a small share of traffic that is *inside* the baseline's
+#: support but pulls the mean, which the novelty scores cannot see (e.g. verbs mixed into
+#: nouns). The top-5 % bets carry most of that: a mixed-in share lies mostly beyond the
+#: baseline's median along its own direction, so it doubles the top 5 % long before it moves
+#: the median's share by a few per cent (10 % verbs among nouns: about 0.09 against 0.05 in
+#: the top 5 %, 0.54 against 0.5 above the median; 2.5 to 10 times the information per vector).
 SHIFT_BETS: tuple[Bet, ...] = tuple(
     Bet("shift", q, rate, horizon)
     for horizon in range(len(SHIFT_HORIZONS))
-    for q, rate in ((0.5, 0.56), (0.5, 0.62), (0.5, 0.75), (0.2, 0.3), (0.2, 0.45))
+    for q, rate in (
+        (0.5, 0.56),
+        (0.5, 0.62),
+        (0.5, 0.75),
+        (0.2, 0.3),
+        (0.2, 0.45),
+        (0.05, 0.1),
+        (0.05, 0.2),
+    )
 )
 
 BETS: tuple[Bet, ...] = NOVELTY_BETS + SHIFT_BETS

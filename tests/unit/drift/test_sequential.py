@@ -41,8 +41,8 @@ def test_bounds_cover_the_null_win_rate_as_the_beta_law_says():
     rng = np.random.default_rng(1)
     n, exceed, trials = 500, 0, 400
     delta = sq.risk_per_cut()
-    # 5 novelty cuts, 2 shift cuts per horizon
-    assert delta == pytest.approx(sq.CALIBRATION_RISK / (5 + 2 * len(sq.SHIFT_HORIZONS)))
+    # 5 novelty cuts, 3 shift cuts per horizon
+    assert delta == pytest.approx(sq.CALIBRATION_RISK / (5 + 3 * len(sq.SHIFT_HORIZONS)))
     for _ in range(trials):
         scores = rng.normal(size=n)  # calibration scores from a known law
         bets = sq.calibrate(scores)
