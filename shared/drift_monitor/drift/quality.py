@@ -27,14 +27,28 @@ NORM_EXPLOSION_RATIO = 2.0
 DEAD_DIMENSION_RATIO = 1e-3
 
 
+def _first_occurrences(data: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
+    """Sorted indices of the first occurrence of every distinct row (exact byte equality)."""
+    contiguous = np.ascontiguousarray(data)
+    view = contiguous.view(np.dtype((np.void, contiguous.dtype.itemsize * contiguous.shape[1])))
+    _, first = np.unique(view.ravel(), return_index=True)
+    return np.sort(first)
+
+
 def duplicate_rate(data: npt.NDArray[np.generic]) -> float:
     """Share of rows that repeat an earlier row exactly."""
     rows = data.shape[0]
     if rows == 0:
         return 0.0
-    contiguous = np.ascontiguousarray(data)
-    view = contiguous.view(np.dtype((np.void, contiguous.dtype.itemsize * contiguous.shape[1])))
-    return float(1.0 - np.unique(view).size / rows)
+    return float(1.0 - _first_occurrences(data).size / rows)
+
+
+def distinct_rows(data: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+    """``data`` without exact repeats: each distinct row once, in order of first occurrence."""
+    if data.ndim != 2 or data.shape[0] < 2:
+        return data
+    first = _first_occurrences(data)
+    return data if first.size == data.shape[0] else data[first]
 
 
 def dead_dimensions(reference_std: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
@@ -138,6 +152,7 @@ __all__ = [
     "NORM_COLLAPSE_RATIO",
     "NORM_EXPLOSION_RATIO",
     "dead_dimensions",
+    "distinct_rows",
     "duplicate_rate",
     "quality_report",
 ]

@@ -15,9 +15,9 @@ For each model the run
    at most ``max_samples`` rows per window) when ``DETECTION_SOURCE`` says so or the
    statistics cannot serve the run (:mod:`drift_monitor.service.window_source`); the
    baseline is always sampled from SQL, once per refresh;
-5. runs the configured tests (:func:`drift_monitor.drift.compare`) on the window at the
-   **instant** level of the model's false-page budget, and scores every vector that arrived
-   since the previous run for novelty against the baseline;
+5. runs the configured tests (:func:`drift_monitor.drift.compare`) on the window's distinct
+   rows (:func:`instant_rows`) at the **instant** level of the model's false-page budget, and
+   scores every vector that arrived since the previous run for novelty against the baseline;
 6. advances the model's **sequential monitor** (:mod:`drift_monitor.drift.sequential`), whose
    state (evidence, calibration scores, watermark) is persisted per model with
    compare-and-set: the status is ``drift`` while its page is open;
@@ -42,7 +42,9 @@ import numpy as np
 from drift_monitor.config import Settings
 from drift_monitor.domain.model_config import ModelConfig
 from drift_monitor.drift import sequential
+from drift_monitor.drift.battery import MAX_LISTED_DIMENSIONS
 from drift_monitor.drift.knn import knn_distances
+from drift_monitor.drift.quality import distinct_rows, quality_report
 from drift_monitor.service import window_source
 
 logger = logging.getLogger(__name__)
@@ -567,12 +569,15 @@ def _detect(
     reference = stored.reference
 
     window_fires = False
+    repeats = 0
     if outcome.n_current >= config.min_samples:
         sample = view.sample()
+        tested = instant_rows(sample, config.min_samples)
+        repeats = sample.shape[0] - tested.shape[0]
         engine = compare if compare is not None else _default_compare()
         report = engine(
             reference[:INSTANT_REFERENCE_ROWS],
-            sample,
+            tested,
             tests=list(config.statistical_test or INSTANT_TESTS),
             alpha=budget.instant_alpha,
             seed=seed,
@@ -580,6 +585,10 @@ def _detect(
             n_bootstrap=WINDOW_BOOTSTRAP,
         )
         outcome.report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+        if repeats:  # the quality report describes the window as it came, repeats included
+            outcome.report["quality"] = quality_report(
+                reference[:INSTANT_REFERENCE_ROWS], sample, max_listed=MAX_LISTED_DIMENSIONS
+            )
         window_fires = bool(outcome.report.get("drift_detected"))
 
     arrived = view.arrived()
@@ -597,6 +606,7 @@ def _detect(
         **monitor_doc,
         **result.to_dict(),
         "window_drift": window_fires,
+        "window_repeats": repeats,
         "calibration_vectors": int(stored.state.calibration.shape[0]),
         "until": iso(view.watermark),
     }
@@ -608,6 +618,21 @@ def _detect(
         outcome.status = "insufficient_data"  # nothing new to judge: silence is not "ok"
     else:
         outcome.status = result.status
+
+
+def instant_rows(sample: np.ndarray, min_samples: int) -> np.ndarray:
+    """The window's rows for the instant check: each exact repeat dropped, unless fewer than
+    ``min_samples`` distinct rows would remain.
+
+    The check's p-values assume independent rows; a burst of repeated queries (the same vector
+    several times within minutes) makes the window's per-dimension statistics larger than
+    independent rows would and paged stationary traffic at the instant level. A window with too
+    few distinct rows to test (a client sending one constant vector) is tested as it came, so
+    that collapse still pages at once; a constant vector in a *share* of the traffic is what the
+    evidence, which scores every row, accumulates.
+    """
+    distinct = distinct_rows(sample)
+    return distinct if distinct.shape[0] >= min_samples else sample
 
 
 def _default_compare() -> Compare:
