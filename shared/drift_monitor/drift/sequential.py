@@ -28,9 +28,9 @@ window shows. This module turns the runs into one **monitor** whose false pages 
    ``w = (Σ_R + λ I)⁻¹ (m - μ)`` (:func:`shift_direction`). A shift bet wins when a vector's
    projection on ``w`` lies above the shift calibration rows' median (or top 20 %, or top
    5 %). ``w`` depends on past traffic and ``R`` only, never on the shift calibration rows,
-   so for each direction the null win rate is again ``Beta(j, n + 1 - j)``-distributed over their draw;
-   the ``i``-th direction of a horizon gets the risk ``δ / (i (i + 1))`` of its cut, so all its
-   directions together spend one cut's ``δ``.
+   so for each direction the null win rate is again ``Beta(j, n + 1 - j)``-distributed over
+   their draw; the ``i``-th direction of a horizon gets the risk ``δ / (i (i + 1))`` of its
+   cut, so all its directions together spend one cut's ``δ``.
 3. **e-CUSUM per bet, mixed.** Per run the bet's e-values multiply, and the bet's statistic is
    ``M = e_run × max(M_previous, 1)`` (in logs: a CUSUM floored at 0, so quiet periods build no
    credit). The monitor's evidence is the average of the bets' ``M``. Given ``R`` and ``C``

@@ -572,7 +572,7 @@ def _detect(
     repeats = 0
     if outcome.n_current >= config.min_samples:
         sample = view.sample()
-        tested = instant_rows(sample, config.min_samples)
+        tested = instant_rows(sample)
         repeats = sample.shape[0] - tested.shape[0]
         engine = compare if compare is not None else _default_compare()
         report = engine(
@@ -620,19 +620,19 @@ def _detect(
         outcome.status = result.status
 
 
-def instant_rows(sample: np.ndarray, min_samples: int) -> np.ndarray:
-    """The window's rows for the instant check: each exact repeat dropped, unless fewer than
-    ``min_samples`` distinct rows would remain.
+def instant_rows(sample: np.ndarray) -> np.ndarray:
+    """The window's rows for the instant check: each exact repeat dropped, unless that would
+    drop more than half of them.
 
     The check's p-values assume independent rows; a burst of repeated queries (the same vector
     several times within minutes) makes the window's per-dimension statistics larger than
-    independent rows would and paged stationary traffic at the instant level. A window with too
-    few distinct rows to test (a client sending one constant vector) is tested as it came, so
-    that collapse still pages at once; a constant vector in a *share* of the traffic is what the
-    evidence, which scores every row, accumulates.
+    independent rows would, and paged stationary traffic at the instant level. A window that is
+    mostly repeats (a client sending one constant vector) is tested as it came, so that
+    collapse still pages at once; a constant vector in a smaller *share* of the traffic is what
+    the evidence, which scores every row, accumulates.
     """
     distinct = distinct_rows(sample)
-    return distinct if distinct.shape[0] >= min_samples else sample
+    return distinct if 2 * distinct.shape[0] >= sample.shape[0] else sample
 
 
 def _default_compare() -> Compare:

@@ -321,22 +321,21 @@ def test_rolling_baseline_never_takes_in_a_resolved_incident(monitor, settings):
 def test_instant_check_tests_distinct_rows_and_reports_the_repeats(
     batches, monitor, recorder, engine, settings
 ):
-    """Repeated queries do not make the window look larger to the instant check; the quality
-    report still describes the window as it came."""
-    monitor.configs["m"] = {"min_samples": 50}
+    """Repeated queries do not make the window look larger to the instant check (up to half of
+    it may be repeats); the quality report still describes the window as it came."""
     batches.add("m", NOW - timedelta(days=2), vectors(600, seed=1))
-    fresh = vectors(200, seed=2)
-    batches.add("m", NOW - timedelta(minutes=10), np.concatenate([fresh, fresh[:100]]))
+    fresh = vectors(100, seed=2)  # min_samples distinct rows
+    batches.add("m", NOW - timedelta(minutes=10), np.concatenate([fresh, fresh[:60], fresh[:40]]))
     outcome = detect("m", batches, monitor, recorder, engine, settings)
-    assert engine.calls[0]["n_cur"] == 200
+    assert engine.calls[0]["n_cur"] == 100
     assert outcome.monitor["window_repeats"] == 100
-    assert outcome.report["quality"]["duplicate_rate"] == pytest.approx(1 / 3)
+    assert outcome.report["quality"]["duplicate_rate"] == pytest.approx(1 / 2)
 
 
 def test_a_window_of_one_constant_vector_is_tested_as_it_came(
     batches, monitor, recorder, engine, settings
 ):
-    """Too few distinct rows to test is itself the incident (a client sending one constant
+    """A window that is mostly repeats is itself the incident (a client sending one constant
     vector): the window goes to the check whole and pages at once."""
     monitor.configs["m"] = {"min_samples": 50}
     batches.add("m", NOW - timedelta(days=2), vectors(600, seed=1))
