@@ -23,7 +23,7 @@ window shows. This module turns the runs into one **monitor** whose false pages 
 2b. **Shift bets.** A small share of traffic *inside* the baseline's support (verbs mixed into
    nouns) scores like the baseline, but it moves the mean. Part of ``C`` (the shift calibration
    rows, :func:`shift_basis`) is set aside; the rest of the baseline gives its mean ``μ``. For
-   each of two horizons (:data:`SHIFT_HORIZONS`) the monitor follows an exponentially weighted
+   each of three horizons (:data:`SHIFT_HORIZONS`) the monitor follows an exponentially weighted
    mean ``m`` of the traffic it scored and, every few hundred vectors, takes the direction
    ``w = (Σ_R + λ I)⁻¹ (m - μ)`` (:func:`shift_direction`). A shift bet wins when a vector's
    projection on ``w`` lies above the shift calibration rows' median (or top 20 %, or top
@@ -119,10 +119,16 @@ class Horizon:
     update: int
 
 
-#: The long horizon (about 2,900 vectors' worth of weight) sees a 10 % mixture's direction; the
-#: short one (about 720) follows the first hours of a larger shift, while the long mean is still
-#: diluted by the traffic before it.
-SHIFT_HORIZONS: tuple[Horizon, ...] = (Horizon(1000, 500), Horizon(250, 125))
+#: The first horizon (about 2,900 vectors' worth of weight) sees a 10 % mixture's direction;
+#: the short one (about 720) follows the first hours of a larger shift, while the longer means
+#: are still diluted by the traffic before it; the longest (about 11,500) resolves the direction
+#: of a 5 % mixture, which the others cannot (its mean moves less than their noise), where
+#: traffic is heavy enough to fill it within a day or two.
+SHIFT_HORIZONS: tuple[Horizon, ...] = (
+    Horizon(1000, 500),
+    Horizon(250, 125),
+    Horizon(4000, 2000),
+)
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,8 @@ def replace_direction(state: sq.MonitorState, w: np.ndarray, index: int) -> sq.M
     from dataclasses import replace
 
     track = sq.ShiftTrack(total=np.zeros(w.shape), direction=w, index=index)
-    return replace(state, shift=(track, sq.ShiftTrack(total=np.zeros(w.shape))))
+    idle = tuple(sq.ShiftTrack(total=np.zeros(w.shape)) for _ in sq.SHIFT_HORIZONS[1:])
+    return replace(state, shift=(track, *idle))
 
 
 def test_a_mixture_inside_the_support_pages_through_the_shift_bets_only():
