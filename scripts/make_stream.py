@@ -11,10 +11,21 @@ another corpus (a new kind of traffic), until ``--back-at`` hours if given::
         --other ../shared/data/python_docstring_minilm384.npy --mix 0.1 --shift-at 200 \\
         --days 15 --rate 120 --out /tmp/debian-docstrings.npz
 
-``--base synthetic`` needs no data: 5000 anisotropic 64-d unit vectors. ``--other
-synthetic:NAME`` makes the other corpus from the base itself: ``other`` (the same spectrum on
-other axes: a new kind of traffic), ``rotation`` (a random rotation by 0.3 rad of the base
-rows), ``noise`` (noise then renormalisation, cosine about 0.98), ``zeros`` (all-zero vectors).
+``--base synthetic`` needs no data: 5000 anisotropic 64-d unit vectors (``synthetic:D``: D
+dimensions, power-law spectrum; ``gaussian:D``: unnormalised correlated Gaussians around an
+offset). ``--other synthetic:NAME`` makes the other corpus from the base itself: ``other`` (the
+same spectrum on other axes: a new kind of traffic), ``rotation`` (a random rotation by 0.3 rad
+of the base rows), ``noise`` (noise then renormalisation, cosine about 0.98), ``zeros``
+(all-zero vectors).
+
+Stationary streams that real traffic resembles more than Poisson arrivals do, to check the
+false-page budget against (none of them changes *what* is sent):
+
+* ``--volume daily``: the hourly rate follows a daily cycle from ``0.17 x`` to ``1.83 x``
+  ``--rate``, with nothing from 02:00 to 06:00; ``--volume bursty``: half the rate, and one
+  hour in 20 at 12.5 times it;
+* ``--repeats SHARE``: that share of the rows repeat one of the previous 50 rows exactly (a
+  client retrying, a user re-sending a query).
 """
 
 from __future__ import annotations
@@ -33,6 +44,42 @@ def anisotropic(seed: int, reverse: bool = False) -> npt.NDArray[np.float32]:
     scales = np.linspace(1.0, 0.2, 64)
     x = rng.normal(size=(5000, 64)) * (scales[::-1] if reverse else scales)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def base_corpus(spec: str) -> npt.NDArray[np.float32]:
+    """``--base``: a ``.npy`` file or one of the synthetic corpora."""
+    if spec == "synthetic":
+        return anisotropic(7)
+    kind, _, dims = spec.partition(":")
+    if kind in ("synthetic", "gaussian") and dims.isdigit() and int(dims) > 0:
+        d = int(dims)
+        rng = np.random.default_rng(7)
+        if kind == "synthetic":
+            x = rng.normal(size=(5000, d)) / np.sqrt(np.arange(1, d + 1))
+            return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        return (rng.normal(size=(5000, d)) @ rng.normal(size=(d, d)) + 3.0).astype(np.float32)
+    return np.load(spec).astype(np.float32)
+
+
+def arrivals(
+    rng: np.random.Generator, rate: float, hours: float, volume: str
+) -> npt.NDArray[np.int64]:
+    """Sorted arrival offsets in seconds: Poisson within each hour at the volume's rate."""
+    if volume == "flat":
+        n = int(rng.poisson(rate * hours))
+        return np.sort(rng.uniform(0.0, hours * 3600.0, size=n)).astype(np.int64)
+    starts = np.arange(int(np.ceil(hours)), dtype=np.float64)
+    if volume == "daily":
+        hod = starts % 24
+        rates = rate * (1.0 + 0.83 * np.sin(2 * np.pi * (hod - 9.0) / 24.0))
+        rates[(hod >= 2) & (hod < 6)] = 0.0
+    elif volume == "bursty":
+        rates = np.where(rng.random(starts.size) < 0.05, 12.5 * rate, 0.5 * rate)
+    else:
+        raise SystemExit(f"unknown volume {volume!r}: flat, daily or bursty")
+    counts = rng.poisson(rates)
+    offsets = np.repeat(starts, counts) * 3600.0 + rng.uniform(0.0, 3600.0, counts.sum())
+    return np.sort(offsets[offsets < hours * 3600.0]).astype(np.int64)
 
 
 def synthetic(base: npt.NDArray[np.float32], name: str, rng: np.random.Generator) -> np.ndarray:
@@ -70,13 +117,20 @@ def build(
     shift_at: float | None,
     back_at: float | None,
     seed: int,
+    volume: str = "flat",
+    repeats: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and Unix-second timestamps of one stream (rows in time order)."""
     rng = np.random.default_rng(seed)
     hours = days * 24.0
-    n = int(rng.poisson(rate * hours))
-    offsets = np.sort(rng.uniform(0.0, hours * 3600.0, size=n)).astype(np.int64)
-    rows = base[rng.integers(0, base.shape[0], size=n)].copy()
+    offsets = arrivals(rng, rate, hours, volume)
+    n = offsets.size
+    picks = rng.integers(0, base.shape[0], size=n)
+    if repeats > 0:
+        for i in np.flatnonzero(rng.random(n) < repeats):
+            if i > 0:
+                picks[i] = picks[max(0, i - int(rng.integers(1, 51)))]
+    rows = base[picks].copy()
     if other is not None and shift_at is not None and mix > 0:
         hour = offsets / 3600.0
         live = (hour >= shift_at) & (hour < (back_at if back_at is not None else np.inf))
@@ -96,9 +150,13 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=120.0, help="vectors per hour")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--volume", choices=["flat", "daily", "bursty"], default="flat")
+    parser.add_argument("--repeats", type=float, default=0.0, help="share of exact repeats")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    base = anisotropic(7) if args.base == "synthetic" else np.load(args.base).astype(np.float32)
+    if not 0.0 <= args.repeats < 1.0:
+        parser.error("--repeats must be in [0, 1)")
+    base = base_corpus(args.base)
     rng = np.random.default_rng(args.seed + 1)
     other = None
     if args.other is not None:
@@ -115,6 +173,8 @@ def main() -> None:
         shift_at=args.shift_at,
         back_at=args.back_at,
         seed=args.seed,
+        volume=args.volume,
+        repeats=args.repeats,
     )
     np.savez(args.out, embeddings=rows, timestamps=stamps)
     print(f"{args.out}: {rows.shape[0]} rows x {rows.shape[1]}, {args.days:g} days")

@@ -1,0 +1,78 @@
+"""scripts/make_stream.py: the stationary stream shapes the false-page measurements rely on."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from drift_monitor.drift.quality import duplicate_rate
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "make_stream.py"
+
+
+@pytest.fixture(scope="module")
+def make_stream() -> Any:
+    spec = importlib.util.spec_from_file_location("make_stream", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _hours(stamps: np.ndarray) -> np.ndarray:
+    return (stamps - stamps.min()) // 3600 if stamps.size else stamps
+
+
+def test_daily_volume_follows_the_cycle_and_is_silent_at_night(make_stream: Any) -> None:
+    base = make_stream.base_corpus("synthetic:8")
+    rows, stamps = make_stream.build(base, None, days=4, rate=120, mix=0, shift_at=None,
+                                     back_at=None, seed=1, volume="daily")  # fmt: skip
+    hod = ((stamps - make_stream.START.astype(np.int64)) // 3600) % 24
+    counts = np.bincount(hod, minlength=24) / 4
+    assert counts[2:6].sum() == 0
+    assert counts[15] > 180 and counts[23] < 100  # peak mid-afternoon, low late at night
+    assert np.all(np.diff(stamps) >= 0) and rows.shape == (stamps.size, 8)
+
+
+def test_bursty_volume_has_rare_heavy_hours(make_stream: Any) -> None:
+    base = make_stream.base_corpus("synthetic:8")
+    _, stamps = make_stream.build(base, None, days=20, rate=100, mix=0, shift_at=None,
+                                  back_at=None, seed=2, volume="bursty")  # fmt: skip
+    counts = np.bincount(_hours(stamps))
+    heavy = counts > 600
+    assert 0.02 < heavy.mean() < 0.09
+    assert np.median(counts) == pytest.approx(50, abs=10)
+
+
+def _recent_repeat_share(rows: np.ndarray, lag: int = 50) -> float:
+    """Share of rows equal to one of the ``lag`` rows before them."""
+    hits = [any(np.array_equal(rows[i], rows[j]) for j in range(max(0, i - lag), i))
+            for i in range(1, rows.shape[0])]  # fmt: skip
+    return float(np.mean(hits))
+
+
+def test_repeats_copy_recent_rows_at_the_share_asked(make_stream: Any) -> None:
+    base = make_stream.base_corpus("gaussian:6")
+    plain, _ = make_stream.build(base, None, days=0.5, rate=120, mix=0, shift_at=None,
+                                 back_at=None, seed=3)  # fmt: skip
+    repeated, _ = make_stream.build(base, None, days=0.5, rate=120, mix=0, shift_at=None,
+                                    back_at=None, seed=3, repeats=0.3)  # fmt: skip
+    assert _recent_repeat_share(plain) < 0.03  # 50 earlier draws out of 5000 rows
+    assert _recent_repeat_share(repeated) == pytest.approx(0.3, abs=0.06)
+    assert duplicate_rate(repeated) > duplicate_rate(plain) + 0.2
+
+
+def test_bad_repeats_is_a_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--base", "synthetic", "--repeats", "1.5",
+         "--out", str(tmp_path / "s.npz")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--repeats must be in [0, 1)" in result.stderr
+    assert not (tmp_path / "s.npz").exists()
