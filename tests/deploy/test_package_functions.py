@@ -10,7 +10,6 @@ Cloud Functions build and runtime do.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import subprocess
@@ -22,17 +21,14 @@ from types import ModuleType
 
 import pytest
 from deploy_support import REPO, entry_points
+from support.modules import load_file
 
 SCRIPT = REPO / "scripts" / "package_functions.py"
 FUNCTIONS = ("ingest", "persist", "stats", "detect", "check", "api")
 
 
 def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("package_functions", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("package_functions", SCRIPT)
 
 
 @pytest.fixture(scope="module")

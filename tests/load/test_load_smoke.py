@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,12 +23,7 @@ if importlib.util.find_spec("locust") is None:
 
 
 def _runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("run_load", REPO / "scripts" / "run_load.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_file("run_load", REPO / "scripts" / "run_load.py")
 
 
 def _free_port() -> int:

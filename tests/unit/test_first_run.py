@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from support.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,10 +29,7 @@ def test_serve_on_a_port_in_use_says_how_to_pick_another(tmp_path: Path) -> None
 
 
 def test_demo_draws_outside_the_checkout_unless_asked() -> None:
-    spec = importlib.util.spec_from_file_location("demo", REPO / "scripts" / "demo.py")
-    assert spec is not None and spec.loader is not None
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_file("demo", REPO / "scripts" / "demo.py")
     default = demo.build_parser().parse_args([]).out.resolve()
     assert REPO not in default.parents, default
     asked = demo.build_parser().parse_args(["--out", "docs/images/demo-report.png"]).out

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
+
+from support.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "monitoring" / "grafana" / "dashboard.py"
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("grafana_dashboard", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("grafana_dashboard", GENERATOR)
 
 
 def test_committed_json_equals_the_generated_one() -> None:

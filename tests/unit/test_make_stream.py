@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from drift_monitor.drift.quality import duplicate_rate
+from support.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_stream.py"
@@ -18,11 +18,7 @@ SCRIPT = REPO / "scripts" / "make_stream.py"
 
 @pytest.fixture(scope="module")
 def make_stream() -> Any:
-    spec = importlib.util.spec_from_file_location("make_stream", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("make_stream", SCRIPT)
 
 
 def _hours(stamps: np.ndarray) -> np.ndarray:
