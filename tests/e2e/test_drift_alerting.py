@@ -272,22 +272,29 @@ def test_drift_alerting_on_real_services(
     # Back to normal: one resolve with the trigger's dedup key. The monitor resolves once the
     # bet that saw the shift has 100:1 evidence of the baseline's rate: usually after one
     # window of 600 vectors, in a few per cent of seeds after a second one.
+    # A still-open page checked two hours after its trigger (past the 30-minute cooldown) gets
+    # one reminder on each channel, with the same dedup key: no new incident.
     pipe.send(model, nouns[1050:1650], t0 - timedelta(hours=1, minutes=30))
     back = pipe.check(model, t0 - timedelta(hours=1))
-    if back["status"] == "drift":
+    reminded = back["status"] == "drift"
+    if reminded:
         pipe.send(model, nouns[1650:2250], t0 - timedelta(minutes=55))
         back = pipe.check(model, t0 - timedelta(minutes=45))
     assert back["status"] == "ok", back
-    pagerduty_receiver.wait_for(4)
+    sent = 2 + int(reminded)  # PagerDuty events: the trigger, maybe a reminder, the resolve
+    pagerduty_receiver.wait_for(2 * sent)  # and as many webhook calls
     resolves = [e for e in pagerduty_receiver.events if e["event_action"] == "resolve"]
     assert len(resolves) == 1 and resolves[0]["dedup_key"] == trigger["dedup_key"]
-    assert len(pagerduty_receiver.events) == 2
+    triggers = [e for e in pagerduty_receiver.events if e["event_action"] == "trigger"]
+    assert len(triggers) == 1 + int(reminded)
+    assert {e["dedup_key"] for e in triggers} == {trigger["dedup_key"]}
+    assert len(pagerduty_receiver.events) == sent
     assert gateway_value(pushgateway_url, "drift_monitor_model_drift_detected", model) == 0.0
 
     # And once more inside the cooldown: still nothing new.
     pipe.check(model, t0 - timedelta(minutes=30))
     time.sleep(0.5)
-    assert len(pagerduty_receiver.events) == 2
+    assert len(pagerduty_receiver.events) == sent
     history = pipe.api.get(f"/drift/history/{model}", headers=API).json["results"]
     statuses = [r["status"] for r in reversed(history)]  # oldest first
     assert statuses in (
