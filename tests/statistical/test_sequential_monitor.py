@@ -117,7 +117,7 @@ def _population_excess(base: np.ndarray, trials: int, *, leak: bool) -> int:
         bets = [b for b in sq.calibrate(state.calibration, runs) if b.bet.side == "shift"]
         for bet in bets:
             run = runs[bet.bet.horizon]
-            assert run is not None  # both horizons have a direction after 600 vectors
+            assert run is not None  # every horizon has a direction after 600 vectors
             if bet.stake > 0 and float(np.mean(bet.wins(run.projections))) > bet.bound:
                 failures += 1
                 break
@@ -144,7 +144,8 @@ def test_shift_bet_bounds_hold_along_directions_estimated_from_traffic(name: str
 def test_a_mixture_inside_the_support_pages_through_the_shift_bets(seed: int) -> None:
     """10 % verbs among nouns (their novelty scores look like nouns'): paged once, within 30
     hours, by the bets along the direction the stream's mean moved; resolved after the return.
-    (These streams page after 12 and 22 hours; without the top-5 % shift bets after 62 and 34.)"""
+    (These streams page after 13 and 22 hours; with the median and top-20 % shift bets on two
+    horizons, the bets before the top-5 % ones, after 62 and 34.)"""
     base, other = corpus("nouns"), corpus("verbs")
     out = study.simulate(base, other, mix=0.10, shift_at=24.0, back_at=24.0 + 72.0,
                          hours=24.0 + 72.0 + 36.0, rate=120, every=60, seed=seed)  # fmt: skip
