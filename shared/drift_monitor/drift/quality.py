@@ -43,14 +43,6 @@ def duplicate_rate(data: npt.NDArray[np.generic]) -> float:
     return float(1.0 - _first_occurrences(data).size / rows)
 
 
-def distinct_rows(data: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-    """``data`` without exact repeats: each distinct row once, in order of first occurrence."""
-    if data.ndim != 2 or data.shape[0] < 2:
-        return data
-    first = _first_occurrences(data)
-    return data if first.size == data.shape[0] else data[first]
-
-
 def dead_dimensions(reference_std: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
     """Dimensions whose reference standard deviation is negligible next to the median one."""
     scale = float(np.median(reference_std)) if reference_std.size else 0.0
@@ -152,7 +144,6 @@ __all__ = [
     "NORM_COLLAPSE_RATIO",
     "NORM_EXPLOSION_RATIO",
     "dead_dimensions",
-    "distinct_rows",
     "duplicate_rate",
     "quality_report",
 ]

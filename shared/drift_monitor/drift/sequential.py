@@ -31,6 +31,11 @@ window shows. This module turns the runs into one **monitor** whose false pages 
    so for each direction the null win rate is again ``Beta(j, n + 1 - j)``-distributed over
    their draw; the ``i``-th direction of a horizon gets the risk ``δ / (i (i + 1))`` of its
    cut, so all its directions together spend one cut's ``δ``.
+2c. **Repeats.** Exact repeats within a run (a burst of the same query) win or lose
+   together, so they are one bet, not many (:meth:`Calibrated.log_e_grouped`); counted row by
+   row, a burst multiplies one lucky win. A vector that the previous run also held more than
+   once (one vector taking a share of the traffic run after run, e.g. a client stuck on one
+   output) bets once per row again, so it accumulates as fast as any other shift.
 3. **e-CUSUM per bet, mixed.** Per run the bet's e-values multiply, and the bet's statistic is
    ``M = e_run × max(M_previous, 1)`` (in logs: a CUSUM floored at 0, so quiet periods build no
    credit). The monitor's evidence is the average of the bets' ``M``. Given ``R`` and ``C``
@@ -49,8 +54,9 @@ days, by linearity of expectation, whatever the dependence between windows). Tog
 one false page per ``D`` days in expectation.
 
 Honest assumptions. The guarantee needs the stream to be exchangeable with the baseline sample
-while nothing changes: real traffic with daily cycles or bursts of repeated queries is not (it
-may then be paged rightly as "different from its baseline"); with probability at most ``δ``
+while nothing changes: real traffic with daily cycles is not (it may then be paged rightly as
+"different from its baseline"), nor are bursts of repeated queries (grouped, 2c, which makes
+each run's e-value valid when a burst's rows share one outcome); with probability at most ``δ``
 per baseline the calibration draw is unlucky and the bound holds only approximately; a rolling
 baseline refreshes (a new ``R`` and ``C``) while the evidence carries over, which is fine for
 an e-detector as long as each period's bets are calibrated for it. The measurements in
@@ -67,6 +73,7 @@ window's tests alone) resolves at the first run whose window is quiet.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -270,6 +277,28 @@ class Calibrated:
             return 0.0
         lam = self.stake
         return wins * math.log1p(lam * (1.0 / self.bound - 1.0)) + losses * math.log1p(-lam)
+
+    def log_e_grouped(self, win_sizes: npt.NDArray[np.int64], losses: int) -> float:
+        """Log e-value of a run in which exact repeats share one bet.
+
+        A group of ``m`` identical rows wins or loses as one, so it is one bet with the stake
+        ``λ_m = 1 - (1 - λ)^m``: it loses what ``m`` separate losses would, ``(1 - λ)^m``, and a
+        win pays ``(1 - λ)^m + λ_m / π⁺`` instead of ``(1 + λ (1/π⁺ - 1))^m``. Its expectation
+        under the null is at most 1 for any ``m``, so a burst of repeated queries cannot
+        multiply one lucky win; single rows (``m = 1``) pay exactly as :meth:`log_e`.
+
+        Parameters
+        ----------
+        win_sizes
+            The sizes ``m`` of the winning groups.
+        losses
+            Rows (not groups) that lost.
+        """
+        if self.stake <= 0.0:
+            return 0.0
+        keep = np.log1p(-self.stake) * np.asarray(win_sizes, dtype=np.float64)  # log (1-λ)^m
+        paid = np.exp(keep) + (-np.expm1(keep)) / self.bound
+        return float(np.sum(np.log(paid))) + losses * math.log1p(-self.stake)
 
 
 @dataclass(frozen=True)
@@ -555,6 +584,47 @@ def shift_run(
     return tuple(runs)
 
 
+#: Repeated vectors of a run remembered for the next run (the largest groups first).
+MAX_ATOMS = 64
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """Which of a run's rows are exact repeats of each other.
+
+    Attributes
+    ----------
+    groups
+        For each row, the index of its group of identical rows.
+    keys
+        Per group, a digest of the vector's bytes: identifies the same vector in a later run.
+    """
+
+    groups: npt.NDArray[np.intp]
+    keys: tuple[str, ...]
+
+    @property
+    def sizes(self) -> npt.NDArray[np.int64]:
+        return np.bincount(self.groups, minlength=len(self.keys)).astype(np.int64)
+
+    def repeated_keys(self) -> tuple[str, ...]:
+        """Keys of the groups with two rows or more, the :data:`MAX_ATOMS` largest."""
+        sizes = self.sizes
+        order = np.argsort(-sizes, kind="stable")
+        return tuple(self.keys[i] for i in order[:MAX_ATOMS] if sizes[i] >= 2)
+
+
+def repeats_of(vectors: npt.ArrayLike) -> Repeats:
+    """Group a run's rows by exact (byte) equality, with a digest per group."""
+    data = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if data.ndim != 2 or data.shape[0] == 0:
+        return Repeats(np.zeros(0, dtype=np.intp), ())
+    view = data.view(np.dtype((np.void, data.dtype.itemsize * data.shape[1]))).ravel()
+    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    keys = tuple(hashlib.blake2b(data[i].tobytes(), digest_size=8).hexdigest() for i in first)
+    return Repeats(np.asarray(inverse, dtype=np.intp).reshape(-1), keys)
+
+
 def _logmeanexp(values: FloatArray) -> float:
     top = float(np.max(values))
     return top + math.log(float(np.mean(np.exp(values - top))))
@@ -586,6 +656,9 @@ class MonitorState:
         fitted has been moving (empty before the first vectors).
     shift_count
         Vectors scored since the baseline was fitted.
+    atoms
+        Digests of the vectors the last run held more than once (:meth:`Repeats.repeated_keys`):
+        a repeated vector that comes back run after run bets once per row, not once per group.
     """
 
     log_evidence: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
@@ -600,6 +673,7 @@ class MonitorState:
     total_scored: int = 0
     shift: tuple[ShiftTrack, ...] = ()
     shift_count: int = 0
+    atoms: tuple[str, ...] = ()
 
     @property
     def log_mixture(self) -> float:
@@ -654,6 +728,7 @@ class MonitorState:
             "recovery_rate": self.recovery_rate,
             "recovery_log": self.recovery_log,
             "total_scored": self.total_scored,
+            "atoms": list(self.atoms),
             "bets": [bet.name for bet in BETS],
         }
 
@@ -700,6 +775,7 @@ class MonitorState:
             total_scored=int(doc.get("total_scored", 0)),
             shift=tuple(tracks),
             shift_count=int(doc.get("shift_count", 0)) if tracks else 0,
+            atoms=tuple(str(a) for a in doc.get("atoms", ())),
         )
 
 
@@ -725,6 +801,10 @@ class Step:
         first.
     best_bet
         The bet with the most evidence.
+    units
+        The first row of each unit the bets counted (a group of repeats or a single row);
+        ``None`` when every row was its own unit. :func:`observe_shift` follows these rows, so
+        a burst of repeats does not tilt the shift direction either.
     """
 
     state: MonitorState
@@ -738,6 +818,7 @@ class Step:
     novel_share: float | None
     novel_rows: list[int]
     best_bet: str
+    units: npt.NDArray[np.intp] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -776,6 +857,7 @@ def step(
     budget: Budget,
     window_fires: bool,
     shift: Sequence[ShiftRun | None] | None = None,
+    repeats: Repeats | None = None,
 ) -> Step:
     """Advance the monitor by one run.
 
@@ -793,17 +875,29 @@ def step(
     shift
         The same vectors' projections onto each horizon's shift direction
         (:func:`shift_run`), or ``None`` while there is none yet.
+    repeats
+        Which scored rows are exact repeats (:func:`repeats_of`). Repeats *within* the run
+        share one bet (:meth:`Calibrated.log_e_grouped`): a burst of the same query within
+        minutes is one observation, not many. A vector that the previous run held more than
+        once too (``state.atoms``) bets once per row: one vector taking a share of the traffic
+        run after run (a client stuck on one output) accumulates as it should. ``None``: every
+        row is distinct.
     """
     s = np.asarray(scores, dtype=np.float64)
+    first, sizes = _groups(repeats, state.atoms, s.shape[0])
     bets = calibrate(state.calibration, shift)
     run_log = np.zeros(len(bets))
     run_wins = np.zeros(len(bets))
     run_scored = np.zeros(len(bets))
     for j, bet in enumerate(bets):
         values = _values(bet, s, shift)
-        wins = int(np.count_nonzero(bet.wins(values)))
+        won = bet.wins(values)
+        wins = int(np.count_nonzero(won))
         run_wins[j], run_scored[j] = wins, values.shape[0]
-        run_log[j] = bet.log_e(wins, values.shape[0] - wins)
+        if first is None or values.shape[0] != s.shape[0]:
+            run_log[j] = bet.log_e(wins, values.shape[0] - wins)
+        else:  # identical rows have identical values: each group wins or loses as one
+            run_log[j] = bet.log_e_grouped(sizes[won[first]], values.shape[0] - wins)
     at_floor = state.log_evidence <= 0.0
     new = replace(
         state,
@@ -811,6 +905,7 @@ def step(
         wins=np.where(at_floor, 0.0, state.wins) + run_wins,
         scored=np.where(at_floor, 0.0, state.scored) + run_scored,
         total_scored=state.total_scored + int(s.shape[0]),
+        atoms=state.atoms if repeats is None or not repeats.keys else repeats.repeated_keys(),
     )
     log_mix = new.log_mixture
     evidence_fires = log_mix >= budget.log_threshold
@@ -850,7 +945,28 @@ def step(
         novel_share=None if s.shape[0] == 0 else float(np.mean(novel_mask)),
         novel_rows=[int(i) for i in novel_idx],
         best_bet=BETS[int(np.argmax(new.log_evidence))].name,
+        units=first,
     )
+
+
+def _groups(
+    repeats: Repeats | None, atoms: tuple[str, ...], rows: int
+) -> tuple[npt.NDArray[np.intp] | None, npt.NDArray[np.int64]]:
+    """The bets' units: first row and size of each group, where a group of a vector in
+    ``atoms`` is split back into single rows. ``(None, [])`` when every row is its own unit."""
+    if repeats is None:
+        return None, np.zeros(0, dtype=np.int64)
+    g = np.asarray(repeats.groups, dtype=np.intp)
+    if g.shape != (rows,):
+        raise ValueError(f"repeats must give one group per scored row ({rows}), not {g.shape}")
+    known = set(atoms)
+    persistent = np.array([key in known for key in repeats.keys], dtype=bool)
+    if persistent.any():  # rows of a returning vector are units of their own
+        g = np.where(persistent[g], len(repeats.keys) + np.arange(rows), g)
+    if rows == 0 or np.unique(g).size == rows:
+        return None, np.zeros(0, dtype=np.int64)
+    _, first, sizes = np.unique(g, return_index=True, return_counts=True)
+    return first, sizes.astype(np.int64)
 
 
 def _open(state: MonitorState, bets: list[Calibrated], cause: str, budget: Budget) -> MonitorState:

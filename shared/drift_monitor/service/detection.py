@@ -44,7 +44,7 @@ from drift_monitor.domain.model_config import ModelConfig
 from drift_monitor.drift import sequential
 from drift_monitor.drift.battery import MAX_LISTED_DIMENSIONS
 from drift_monitor.drift.knn import knn_distances
-from drift_monitor.drift.quality import distinct_rows, quality_report
+from drift_monitor.drift.quality import quality_report
 from drift_monitor.service import window_source
 
 logger = logging.getLogger(__name__)
@@ -572,7 +572,7 @@ def _detect(
     repeats = 0
     if outcome.n_current >= config.min_samples:
         sample = view.sample()
-        tested = instant_rows(sample)
+        tested = instant_rows(sample, stored.state.atoms)
         repeats = sample.shape[0] - tested.shape[0]
         engine = compare if compare is not None else _default_compare()
         report = engine(
@@ -595,9 +595,15 @@ def _detect(
     scores = knn_distances(reference, arrived) if len(arrived) else np.zeros(0)
     shift = sequential.shift_run(stored.state, stored.shift, arrived)
     result = sequential.step(
-        stored.state, scores, budget=budget, window_fires=window_fires, shift=shift
+        stored.state,
+        scores,
+        budget=budget,
+        window_fires=window_fires,
+        shift=shift,
+        repeats=sequential.repeats_of(arrived),
     )
-    stored.state = sequential.observe_shift(result.state, stored.shift, reference, arrived)
+    units = arrived if result.units is None else arrived[result.units]
+    stored.state = sequential.observe_shift(result.state, stored.shift, reference, units)
     stored.watermark = view.watermark
     if result.resolved:
         stored.incident_end = now  # the incident's traffic never becomes reference
@@ -620,19 +626,32 @@ def _detect(
         outcome.status = result.status
 
 
-def instant_rows(sample: np.ndarray) -> np.ndarray:
-    """The window's rows for the instant check: each exact repeat dropped, unless that would
-    drop more than half of them.
+def instant_rows(sample: np.ndarray, atoms: tuple[str, ...] = ()) -> np.ndarray:
+    """The window's rows for the instant check: the repeats of a burst dropped, unless that
+    would drop more than half of them.
 
     The check's p-values assume independent rows; a burst of repeated queries (the same vector
     several times within minutes) makes the window's per-dimension statistics larger than
-    independent rows would, and paged stationary traffic at the instant level. A window that is
-    mostly repeats (a client sending one constant vector) is tested as it came, so that
-    collapse still pages at once; a constant vector in a smaller *share* of the traffic is what
-    the evidence, which scores every row, accumulates.
+    independent rows would, and paged stationary traffic at the instant level. So each vector
+    is kept once, except a vector the previous run also held more than once (``atoms``,
+    :attr:`MonitorState.atoms <drift_monitor.drift.sequential.MonitorState>`): a popular query
+    sent all day is in the reference at its share too, and dropping its repeats from the window
+    only would make the window differ from the reference. A window that is mostly repeats (a
+    client sending one constant vector) is tested as it came, so that collapse still pages at
+    once; a constant vector in a smaller *share* of the traffic is what the evidence
+    accumulates.
     """
-    distinct = distinct_rows(sample)
-    return distinct if 2 * distinct.shape[0] >= sample.shape[0] else sample
+    if sample.ndim != 2 or sample.shape[0] < 2:
+        return sample
+    repeats = sequential.repeats_of(sample)
+    if len(repeats.keys) == sample.shape[0]:
+        return sample
+    if 2 * len(repeats.keys) < sample.shape[0]:
+        return sample  # mostly repeats: the window is the incident
+    known = set(atoms)
+    keep = np.array([key in known for key in repeats.keys], dtype=bool)[repeats.groups]
+    keep[np.unique(repeats.groups, return_index=True)[1]] = True  # each vector once at least
+    return sample if keep.all() else sample[keep]
 
 
 def _default_compare() -> Compare:

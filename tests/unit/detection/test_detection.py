@@ -344,3 +344,34 @@ def test_a_window_of_one_constant_vector_is_tested_as_it_came(
     assert engine.calls[0]["n_cur"] == 300
     assert outcome.monitor["window_repeats"] == 0
     assert outcome.status == "drift"
+
+
+def test_the_vectors_a_run_held_more_than_once_are_remembered_for_the_next(
+    batches, monitor, recorder, engine, settings
+):
+    """The monitor keeps a digest of each repeated vector, so that the next run can tell a
+    vector that returns run after run (bet per row) from a burst (one bet per group)."""
+    from drift_monitor.drift.sequential import repeats_of
+    from drift_monitor.service.detection import _Stored
+
+    batches.add("m", NOW - timedelta(days=2), vectors(600, seed=1))
+    fresh = vectors(100, seed=2)
+    batches.add("m", NOW - timedelta(minutes=10), np.concatenate([fresh, fresh[:3], fresh[:3]]))
+    detect("m", batches, monitor, recorder, engine, settings)
+    atoms = _Stored.load(monitor, "m").state.atoms
+    assert sorted(atoms) == sorted(repeats_of(fresh[:3]).keys)
+
+
+def test_a_vector_repeated_run_after_run_keeps_its_repeats_in_the_instant_check():
+    """A popular query is in the reference at its share; only a burst's repeats are dropped."""
+    from drift_monitor.drift.sequential import repeats_of
+    from drift_monitor.service.detection import instant_rows
+
+    fresh = vectors(100, seed=3)
+    popular, burst = fresh[:1], fresh[1:2]
+    window = np.concatenate([fresh, np.repeat(popular, 9, 0), np.repeat(burst, 9, 0)])
+    assert instant_rows(window).shape[0] == 100  # nothing known: each vector once
+    kept = instant_rows(window, repeats_of(popular).keys)
+    assert kept.shape[0] == 109
+    assert int(np.sum(np.all(kept == popular, axis=1))) == 10
+    assert int(np.sum(np.all(kept == burst, axis=1))) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from drift_monitor.drift.quality import distinct_rows, duplicate_rate, quality_report
+from drift_monitor.drift.quality import duplicate_rate, quality_report
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
@@ -56,17 +56,3 @@ def test_float16_round_trip_is_a_note_not_an_issue() -> None:
     assert q["dead_dimensions"] == [5]
     assert q["dead_dimensions_zeroed"] == [5]
     assert any("float16" in note for note in q["notes"])
-
-
-def test_distinct_rows_keeps_first_occurrences_in_order() -> None:
-    rng = np.random.default_rng(3)
-    rows = rng.normal(size=(6, 4)).astype(np.float32)
-    data = rows[[0, 1, 0, 2, 3, 1, 4, 5, 5]]
-    out = distinct_rows(data)
-    np.testing.assert_array_equal(out, rows)
-    assert duplicate_rate(data) == pytest.approx(3 / 9)
-    # -0.0 and 0.0 differ in bytes: exact repeats only, like duplicate_rate
-    signed = np.array([[0.0, 1.0], [-0.0, 1.0]], dtype=np.float32)
-    assert distinct_rows(signed).shape == (2, 2)
-    assert distinct_rows(rows) is rows  # nothing repeated: the same array
-    assert distinct_rows(rows[:1]).shape == (1, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -330,3 +331,87 @@ def test_quiet_traffic_moves_no_shift_evidence_and_the_state_round_trips():
     refit = back.with_calibration(back.calibration)
     assert refit.shift == () and refit.shift_count == 0
     assert np.array_equal(refit.log_evidence, back.log_evidence)
+
+
+def test_a_group_of_repeats_is_one_bet_with_the_null_expectation_kept():
+    """A group of ``m`` identical rows loses what ``m`` losses would, wins less than ``m`` wins
+    would, and its e-value still has expectation 1 at the bound rate."""
+    _, state = fitted()
+    bet = next(b for b in sq.calibrate(state.calibration) if b.stake > 0)
+    assert bet.log_e_grouped(np.array([1]), 3) == pytest.approx(bet.log_e(1, 3))
+    for m in (2, 5, 30):
+        grouped = bet.log_e_grouped(np.array([m]), 0)
+        assert grouped < bet.log_e(m, 0)
+        lost = bet.log_e(0, m)
+        assert bet.bound * math.exp(grouped) + (1 - bet.bound) * math.exp(lost) == pytest.approx(1)
+
+
+def test_repeats_of_groups_identical_rows_with_stable_digests():
+    rows = unit_rows(5, seed=4)
+    run = np.concatenate([rows, rows[:2], rows[:1]])
+    repeats = sq.repeats_of(run)
+    assert len(repeats.keys) == 5
+    assert repeats.groups[5] == repeats.groups[0] == repeats.groups[7]
+    assert repeats.groups[6] == repeats.groups[1]
+    assert sorted(repeats.sizes.tolist()) == [1, 1, 1, 2, 3]
+    # the largest group first; single rows are not remembered
+    assert repeats.repeated_keys() == (
+        repeats.keys[repeats.groups[0]],
+        repeats.keys[repeats.groups[1]],
+    )
+    assert sq.repeats_of(rows[:1]).keys[0] in repeats.keys
+
+
+def bursty(n: int, seed: int, share: float = 0.5) -> np.ndarray:
+    """``n`` baseline-like rows of which ``share`` repeat an earlier row of the same run."""
+    rng = np.random.default_rng(seed)
+    rows = unit_rows(n, seed=seed)
+    for i in np.flatnonzero(rng.random(n) < share):
+        if i > 0:
+            rows[i] = rows[rng.integers(max(0, i - 20), i)]
+    return rows
+
+
+def test_bursts_of_repeats_build_no_evidence_but_a_returning_vector_pages():
+    """Stationary traffic in which half the rows repeat a recent one stays far below the
+    threshold when each burst is one bet (counted row by row, the same runs build much more);
+    one off-support vector taking a fifth of the traffic run after run still pages within two
+    runs, because a vector the previous run held twice bets per row again."""
+    reference, start = fitted()
+    budget = sq.Budget(365, 60)
+    grouped, rowwise = start, start
+    top_grouped = top_rowwise = 0.0
+    for i in range(150):
+        rows = bursty(120, seed=2000 + i)
+        scores = reference.score(rows)
+        grouped = sq.step(grouped, scores, budget=budget, window_fires=False,
+                          repeats=sq.repeats_of(rows)).state  # fmt: skip
+        rowwise = sq.step(rowwise, scores, budget=budget, window_fires=False).state
+        top_grouped = max(top_grouped, grouped.log_mixture)
+        top_rowwise = max(top_rowwise, rowwise.log_mixture)
+    print(f"bursty null: max log evidence {top_grouped:.2f} grouped, {top_rowwise:.2f} row-wise")
+    assert not grouped.alarm
+    assert top_grouped < 0.25 * budget.log_threshold
+    assert top_rowwise > top_grouped + math.log(10)
+
+    stuck = unit_rows(1, shift=2.0, seed=77)
+    state, forgetful = grouped, grouped
+    pages = {"remembered": None, "forgotten": None}
+    for i in range(12):
+        rows = unit_rows(120, seed=3000 + i)
+        rows[::5] = stuck
+        scores = reference.score(rows)
+        result = sq.step(state, scores, budget=budget, window_fires=False,
+                         repeats=sq.repeats_of(rows))  # fmt: skip
+        state = result.state
+        if result.triggered and pages["remembered"] is None:
+            pages["remembered"] = i + 1
+        # the same runs without the memory of the previous run's repeats
+        forgot = sq.step(replace(forgetful, atoms=()), scores, budget=budget,
+                         window_fires=False, repeats=sq.repeats_of(rows))  # fmt: skip
+        forgetful = forgot.state
+        if forgot.triggered and pages["forgotten"] is None:
+            pages["forgotten"] = i + 1
+    print(f"one vector at a fifth of the traffic: paged after {pages} runs")
+    assert pages["remembered"] is not None and pages["remembered"] <= 2
+    assert pages["forgotten"] is None or pages["forgotten"] > pages["remembered"]
