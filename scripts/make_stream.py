@@ -25,7 +25,10 @@ false-page budget against (none of them changes *what* is sent):
   ``--rate``, with nothing from 02:00 to 06:00; ``--volume bursty``: half the rate, and one
   hour in 20 at 12.5 times it;
 * ``--repeats SHARE``: that share of the rows repeat one of the previous 50 rows exactly (a
-  client retrying, a user re-sending a query).
+  client retrying, a user re-sending a query);
+* ``--popular SHARE``: that share of the rows are one of 20 popular rows of the base corpus,
+  with Zipf weights (the most popular one ``1/k``-times as often as the ``k``-th): the same
+  few queries sent all day, every day.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 START = np.datetime64("2026-01-01T00:00:00", "s")
+POPULAR_ROWS = 20
 
 
 def anisotropic(seed: int, reverse: bool = False) -> npt.NDArray[np.float32]:
@@ -119,6 +123,7 @@ def build(
     seed: int,
     volume: str = "flat",
     repeats: float = 0.0,
+    popular: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and Unix-second timestamps of one stream (rows in time order)."""
     rng = np.random.default_rng(seed)
@@ -126,6 +131,11 @@ def build(
     offsets = arrivals(rng, rate, hours, volume)
     n = offsets.size
     picks = rng.integers(0, base.shape[0], size=n)
+    if popular > 0:
+        head = rng.choice(base.shape[0], size=min(POPULAR_ROWS, base.shape[0]), replace=False)
+        weights = 1.0 / np.arange(1, head.size + 1)
+        chosen = np.flatnonzero(rng.random(n) < popular)
+        picks[chosen] = rng.choice(head, size=chosen.size, p=weights / weights.sum())
     if repeats > 0:
         for i in np.flatnonzero(rng.random(n) < repeats):
             if i > 0:
@@ -152,10 +162,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--volume", choices=["flat", "daily", "bursty"], default="flat")
     parser.add_argument("--repeats", type=float, default=0.0, help="share of exact repeats")
+    parser.add_argument("--popular", type=float, default=0.0, help="share of popular rows")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    if not 0.0 <= args.repeats < 1.0:
-        parser.error("--repeats must be in [0, 1)")
+    for name in ("repeats", "popular"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            parser.error(f"--{name} must be in [0, 1)")
     base = base_corpus(args.base)
     rng = np.random.default_rng(args.seed + 1)
     other = None
@@ -175,6 +187,7 @@ def main() -> None:
         seed=args.seed,
         volume=args.volume,
         repeats=args.repeats,
+        popular=args.popular,
     )
     np.savez(args.out, embeddings=rows, timestamps=stamps)
     print(f"{args.out}: {rows.shape[0]} rows x {rows.shape[1]}, {args.days:g} days")

@@ -64,11 +64,23 @@ def test_repeats_copy_recent_rows_at_the_share_asked(make_stream: Any) -> None:
     assert duplicate_rate(repeated) > duplicate_rate(plain) + 0.2
 
 
-def test_bad_repeats_is_a_one_line_error(tmp_path: Path) -> None:
+def test_popular_rows_take_their_share_with_zipf_weights(make_stream: Any) -> None:
+    base = make_stream.base_corpus("gaussian:6")
+    rows, _ = make_stream.build(base, None, days=2, rate=120, mix=0, shift_at=None,
+                                back_at=None, seed=4, popular=0.3)  # fmt: skip
+    _, counts = np.unique(rows, axis=0, return_counts=True)
+    top = np.sort(counts)[::-1][: make_stream.POPULAR_ROWS]
+    # about 0.3 of the rows are the popular ones (plus the few chance repeats of 5000 rows)
+    assert top.sum() / rows.shape[0] == pytest.approx(0.3, abs=0.04)
+    assert top[0] / top[9] == pytest.approx(10, rel=0.5)  # Zipf: the first 10 times the tenth
+
+
+@pytest.mark.parametrize("flag", ["--repeats", "--popular"])
+def test_a_share_outside_0_1_is_a_one_line_error(tmp_path: Path, flag: str) -> None:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--base", "synthetic", "--repeats", "1.5",
+        [sys.executable, str(SCRIPT), "--base", "synthetic", flag, "1.5",
          "--out", str(tmp_path / "s.npz")],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 2 and "--repeats must be in [0, 1)" in result.stderr
+    assert result.returncode == 2 and f"{flag} must be in [0, 1)" in result.stderr
     assert not (tmp_path / "s.npz").exists()
