@@ -28,7 +28,11 @@ false-page budget against (none of them changes *what* is sent):
   client retrying, a user re-sending a query);
 * ``--popular SHARE``: that share of the rows are one of 20 popular rows of the base corpus,
   with Zipf weights (the most popular one ``1/k``-times as often as the ``k``-th): the same
-  few queries sent all day, every day.
+  few queries sent all day, every day;
+* ``--cycle AMPLITUDE``: a daily cycle in *what* is sent. The base corpus is cut at the median
+  of its first principal component into two halves (two "topics"); at hour ``h`` a row comes
+  from the first half with probability ``0.5 + AMPLITUDE sin(2 pi h / 24)``. Over a day the
+  mix is the base corpus; an hour's is not.
 """
 
 from __future__ import annotations
@@ -111,6 +115,16 @@ def synthetic(base: npt.NDArray[np.float32], name: str, rng: np.random.Generator
     raise SystemExit(f"unknown synthetic corpus {name!r}: other, rotation, noise or zeros")
 
 
+def topic_halves(base: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the base corpus below and above the median of its first principal
+    component."""
+    x = base.astype(np.float64) - base.mean(axis=0)
+    _, _, vt = np.linalg.svd(x[:: max(1, x.shape[0] // 2000)], full_matrices=False)
+    projection = x @ vt[0]
+    cut = np.median(projection)
+    return np.flatnonzero(projection <= cut), np.flatnonzero(projection > cut)
+
+
 def build(
     base: npt.NDArray[np.float32],
     other: npt.NDArray[np.float32] | None,
@@ -124,6 +138,7 @@ def build(
     volume: str = "flat",
     repeats: float = 0.0,
     popular: float = 0.0,
+    cycle: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and Unix-second timestamps of one stream (rows in time order)."""
     rng = np.random.default_rng(seed)
@@ -131,6 +146,11 @@ def build(
     offsets = arrivals(rng, rate, hours, volume)
     n = offsets.size
     picks = rng.integers(0, base.shape[0], size=n)
+    if cycle > 0:
+        halves = topic_halves(base)
+        first = rng.random(n) < 0.5 + cycle * np.sin(2 * np.pi * offsets / 86400.0)
+        for half, rows_in in zip(halves, (first, ~first), strict=True):
+            picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
     if popular > 0:
         head = rng.choice(base.shape[0], size=min(POPULAR_ROWS, base.shape[0]), replace=False)
         weights = 1.0 / np.arange(1, head.size + 1)
@@ -163,8 +183,11 @@ def main() -> None:
     parser.add_argument("--volume", choices=["flat", "daily", "bursty"], default="flat")
     parser.add_argument("--repeats", type=float, default=0.0, help="share of exact repeats")
     parser.add_argument("--popular", type=float, default=0.0, help="share of popular rows")
+    parser.add_argument("--cycle", type=float, default=0.0, help="daily topic cycle amplitude")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if not 0.0 <= args.cycle <= 0.5:
+        parser.error("--cycle must be in [0, 0.5]")
     for name in ("repeats", "popular"):
         if not 0.0 <= getattr(args, name) < 1.0:
             parser.error(f"--{name} must be in [0, 1)")
@@ -188,6 +211,7 @@ def main() -> None:
         volume=args.volume,
         repeats=args.repeats,
         popular=args.popular,
+        cycle=args.cycle,
     )
     np.savez(args.out, embeddings=rows, timestamps=stamps)
     print(f"{args.out}: {rows.shape[0]} rows x {rows.shape[1]}, {args.days:g} days")
