@@ -15,7 +15,9 @@ window and the scoring of the hour that arrived since the previous run. Each run
 ``service.detection.run_detection`` is timed with ``DETECTION_SOURCE`` = ``sketch``, ``auto``
 (the sketch plus the two SQL counts that guard it) and ``sql``, interleaved, best of
 ``--repeat``; the script prints each time and the ratios large / small (flat = 1) and
-sketch / sql, all measured in this one process.
+sketch / sql, all measured in this one process. Beside the best-of ratio it prints the
+median and range of the per-round ratios (the two sizes timed back to back in each round),
+which shows how much of a ratio is the machine's noise.
 
 SQLite in a temporary folder by default; ``--database-url`` for PostgreSQL (for example
 ``scripts/services.py run --only pg,redis -- sh -c '.venv/bin/python
@@ -79,6 +81,18 @@ def store(
                 stats.fold(part)
 
 
+def spread(numerators: list[float], denominators: list[float]) -> str:
+    """Median and range of the ratios of paired timings (the same round, interleaved): how
+    much of a best-of ratio is this machine's noise."""
+    ratios = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    median = (
+        ratios[len(ratios) // 2]
+        if len(ratios) % 2
+        else sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2
+    )
+    return f"median {median:.2f} ({ratios[0]:.2f} to {ratios[-1]:.2f}, {len(ratios)} rounds)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", type=int, default=1000)
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
 
         best = {(s, n): float("inf") for s in SOURCES for n in models}
+        times: dict[tuple[str, int], list[float]] = {(s, n): [] for s in SOURCES for n in models}
         scored: dict[tuple[str, int], int] = {}
         for _ in range(args.repeat):
             for size, model_id in models.items():
@@ -157,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                         raise SystemExit(f"{source} run read {outcome.source}: "
                                          f"{outcome.source_reason}")  # fmt: skip
                     best[source, size] = min(best[source, size], elapsed)
+                    times[source, size].append(elapsed)
                     scored[source, size] = int((outcome.monitor or {}).get("scored", 0))
         small, large = args.small, args.large
         store_name = "redis" if args.redis_url else "in-process statistics"
@@ -166,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {source:6s}: {best[source, small] * 1000:8.1f} ms at {small:,}, "
                 f"{best[source, large] * 1000:8.1f} ms at {large:,} vectors in the window "
                 f"(scored {scored[source, small]}, {scored[source, large]}); "
-                f"ratio large/small {best[source, large] / best[source, small]:.2f}"
+                f"ratio large/small {best[source, large] / best[source, small]:.2f}; "
+                f"per round {spread(times[source, large], times[source, small])}"
             )
         for size in (small, large):
             print(
