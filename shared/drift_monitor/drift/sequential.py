@@ -598,10 +598,13 @@ class Repeats:
         For each row, the index of its group of identical rows.
     keys
         Per group, a digest of the vector's bytes: identifies the same vector in a later run.
+    until
+        Unix seconds of the end of the traffic the rows came from (``None``: unknown).
     """
 
     groups: npt.NDArray[np.intp]
     keys: tuple[str, ...]
+    until: float | None = None
 
     @property
     def sizes(self) -> npt.NDArray[np.int64]:
@@ -614,15 +617,22 @@ class Repeats:
         return tuple(self.keys[i] for i in order[:MAX_ATOMS] if sizes[i] >= 2)
 
 
-def repeats_of(vectors: npt.ArrayLike) -> Repeats:
-    """Group a run's rows by exact (byte) equality, with a digest per group."""
+def repeats_of(vectors: npt.ArrayLike, until: float | None = None) -> Repeats:
+    """Group a run's rows by exact (byte) equality, with a digest per group; ``until`` is the
+    end of the traffic they came from (Unix seconds)."""
     data = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if data.ndim != 2 or data.shape[0] == 0:
-        return Repeats(np.zeros(0, dtype=np.intp), ())
+        return Repeats(np.zeros(0, dtype=np.intp), (), until)
     view = data.view(np.dtype((np.void, data.dtype.itemsize * data.shape[1]))).ravel()
     _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
     keys = tuple(hashlib.blake2b(data[i].tobytes(), digest_size=8).hexdigest() for i in first)
-    return Repeats(np.asarray(inverse, dtype=np.intp).reshape(-1), keys)
+    return Repeats(np.asarray(inverse, dtype=np.intp).reshape(-1), keys, until)
+
+
+def repeated_since(state: MonitorState, before: float) -> tuple[str, ...]:
+    """Digests of the vectors repeated in every scored run since traffic that ended at or
+    before ``before`` (Unix seconds): queries that were popular before a window began."""
+    return tuple(key for key, since in state.atoms.items() if since <= before)
 
 
 def _logmeanexp(values: FloatArray) -> float:
@@ -657,8 +667,11 @@ class MonitorState:
     shift_count
         Vectors scored since the baseline was fitted.
     atoms
-        Digests of the vectors the last run held more than once (:meth:`Repeats.repeated_keys`):
-        a repeated vector that comes back run after run bets once per row, not once per group.
+        Digests of the vectors the last run held more than once (:meth:`Repeats.repeated_keys`),
+        each with the end (Unix seconds) of the first traffic of its unbroken streak of runs
+        that repeated it: a repeated vector that comes back run after run bets once per row,
+        not once per group, and one repeated since before a window began keeps its share in
+        that window's instant check (:func:`repeated_since`).
     """
 
     log_evidence: FloatArray = field(default_factory=lambda: np.zeros(len(BETS)))
@@ -673,7 +686,7 @@ class MonitorState:
     total_scored: int = 0
     shift: tuple[ShiftTrack, ...] = ()
     shift_count: int = 0
-    atoms: tuple[str, ...] = ()
+    atoms: dict[str, float] = field(default_factory=dict)
 
     @property
     def log_mixture(self) -> float:
@@ -728,7 +741,7 @@ class MonitorState:
             "recovery_rate": self.recovery_rate,
             "recovery_log": self.recovery_log,
             "total_scored": self.total_scored,
-            "atoms": list(self.atoms),
+            "atoms": dict(self.atoms),
             "bets": [bet.name for bet in BETS],
         }
 
@@ -775,7 +788,7 @@ class MonitorState:
             total_scored=int(doc.get("total_scored", 0)),
             shift=tuple(tracks),
             shift_count=int(doc.get("shift_count", 0)) if tracks else 0,
-            atoms=tuple(str(a) for a in doc.get("atoms", ())),
+            atoms=_atoms(doc.get("atoms")),
         )
 
 
@@ -905,7 +918,7 @@ def step(
         wins=np.where(at_floor, 0.0, state.wins) + run_wins,
         scored=np.where(at_floor, 0.0, state.scored) + run_scored,
         total_scored=state.total_scored + int(s.shape[0]),
-        atoms=state.atoms if repeats is None or not repeats.keys else repeats.repeated_keys(),
+        atoms=_streaks(state.atoms, repeats),
     )
     log_mix = new.log_mixture
     evidence_fires = log_mix >= budget.log_threshold
@@ -949,8 +962,22 @@ def step(
     )
 
 
+def _streaks(atoms: dict[str, float], repeats: Repeats | None) -> dict[str, float]:
+    """The next state's repeated vectors: this run's, each keeping the start of its streak."""
+    if repeats is None or not repeats.keys:
+        return atoms  # nothing scored: the streaks go on
+    start = math.inf if repeats.until is None else repeats.until
+    return {key: atoms.get(key, start) for key in repeats.repeated_keys()}
+
+
+def _atoms(document: Any) -> dict[str, float]:
+    if not isinstance(document, dict):
+        return {}
+    return {str(k): float(v) for k, v in document.items() if isinstance(v, int | float)}
+
+
 def _groups(
-    repeats: Repeats | None, atoms: tuple[str, ...], rows: int
+    repeats: Repeats | None, atoms: dict[str, float], rows: int
 ) -> tuple[npt.NDArray[np.intp] | None, npt.NDArray[np.int64]]:
     """The bets' units: first row and size of each group, where a group of a vector in
     ``atoms`` is split back into single rows. ``(None, [])`` when every row is its own unit."""

@@ -572,7 +572,9 @@ def _detect(
     repeats = 0
     if outcome.n_current >= config.min_samples:
         sample = view.sample()
-        tested = instant_rows(sample, stored.state.atoms)
+        tested = instant_rows(
+            sample, sequential.repeated_since(stored.state, view.start.timestamp())
+        )
         repeats = sample.shape[0] - tested.shape[0]
         engine = compare if compare is not None else _default_compare()
         report = engine(
@@ -600,7 +602,7 @@ def _detect(
         budget=budget,
         window_fires=window_fires,
         shift=shift,
-        repeats=sequential.repeats_of(arrived),
+        repeats=sequential.repeats_of(arrived, until=view.watermark.timestamp()),
     )
     units = arrived if result.units is None else arrived[result.units]
     stored.state = sequential.observe_shift(result.state, stored.shift, reference, units)
@@ -633,13 +635,14 @@ def instant_rows(sample: np.ndarray, atoms: tuple[str, ...] = ()) -> np.ndarray:
     The check's p-values assume independent rows; a burst of repeated queries (the same vector
     several times within minutes) makes the window's per-dimension statistics larger than
     independent rows would, and paged stationary traffic at the instant level. So each vector
-    is kept once, except a vector the previous run also held more than once (``atoms``,
-    :attr:`MonitorState.atoms <drift_monitor.drift.sequential.MonitorState>`): a popular query
-    sent all day is in the reference at its share too, and dropping its repeats from the window
-    only would make the window differ from the reference. A window that is mostly repeats (a
-    client sending one constant vector) is tested as it came, so that collapse still pages at
-    once; a constant vector in a smaller *share* of the traffic is what the evidence
-    accumulates.
+    is kept once, except a vector that every run has repeated since before the window began
+    (``atoms``, :func:`drift_monitor.drift.sequential.repeated_since`): a popular query sent
+    all day is in the reference at its share too, and dropping its repeats from the window only
+    would make the window differ from the reference. (A burst in the window's own traffic,
+    already scored by an earlier run of an overlapping window, does not count.) A window that
+    is mostly repeats (a client sending one constant vector) is tested as it came, so that
+    collapse still pages at once; a constant vector in a smaller *share* of the traffic is what
+    the evidence accumulates (and, once every run repeats it, this check too).
     """
     if sample.ndim != 2 or sample.shape[0] < 2:
         return sample

@@ -407,7 +407,7 @@ def test_bursts_of_repeats_build_no_evidence_but_a_returning_vector_pages():
         if result.triggered and pages["remembered"] is None:
             pages["remembered"] = i + 1
         # the same runs without the memory of the previous run's repeats
-        forgot = sq.step(replace(forgetful, atoms=()), scores, budget=budget,
+        forgot = sq.step(replace(forgetful, atoms={}), scores, budget=budget,
                          window_fires=False, repeats=sq.repeats_of(rows))  # fmt: skip
         forgetful = forgot.state
         if forgot.triggered and pages["forgotten"] is None:
@@ -415,3 +415,32 @@ def test_bursts_of_repeats_build_no_evidence_but_a_returning_vector_pages():
     print(f"one vector at a fifth of the traffic: paged after {pages} runs")
     assert pages["remembered"] is not None and pages["remembered"] <= 2
     assert pages["forgotten"] is None or pages["forgotten"] > pages["remembered"]
+
+
+def test_a_streak_of_repeats_keeps_its_start_and_ends_when_a_run_does_not_repeat_it():
+    """``repeated_since`` names the vectors every run has repeated since traffic that ended
+    before a window began: popular queries, not a burst inside the window."""
+    reference, state = fitted()
+    budget = sq.Budget(365, 60)
+    rows = unit_rows(40, seed=5)
+    popular, burst = rows[:1], rows[1:2]
+
+    def run(state: sq.MonitorState, extra: list[np.ndarray], until: float) -> sq.MonitorState:
+        batch = np.concatenate([unit_rows(40, seed=int(until)), *extra])
+        return sq.step(state, reference.score(batch), budget=budget, window_fires=False,
+                       repeats=sq.repeats_of(batch, until=until)).state  # fmt: skip
+
+    key_popular = sq.repeats_of(popular).keys[0]
+    key_burst = sq.repeats_of(burst).keys[0]
+    state = run(state, [popular, popular], until=3600.0)
+    state = run(state, [popular, popular, burst, burst], until=7200.0)
+    assert state.atoms == {key_popular: 3600.0, key_burst: 7200.0}
+    assert sq.repeated_since(state, 3600.0) == (key_popular,)
+    assert set(sq.repeated_since(state, 7200.0)) == {key_popular, key_burst}
+    state = run(state, [popular, popular], until=10800.0)  # the burst is over
+    assert state.atoms == {key_popular: 3600.0}
+    same = sq.step(state, np.zeros(0), budget=budget, window_fires=False,
+                   repeats=sq.repeats_of(np.zeros((0, 16)), until=14400.0)).state  # fmt: skip
+    assert same.atoms == state.atoms  # a run without traffic does not break a streak
+    restored = sq.MonitorState.from_document(state.to_document(), state.calibration_blob())
+    assert restored.atoms == state.atoms
