@@ -741,7 +741,7 @@ class MonitorState:
             "recovery_rate": self.recovery_rate,
             "recovery_log": self.recovery_log,
             "total_scored": self.total_scored,
-            "atoms": dict(self.atoms),
+            "atoms": {k: v if math.isfinite(v) else None for k, v in self.atoms.items()},
             "bets": [bet.name for bet in BETS],
         }
 
@@ -971,9 +971,14 @@ def _streaks(atoms: dict[str, float], repeats: Repeats | None) -> dict[str, floa
 
 
 def _atoms(document: Any) -> dict[str, float]:
+    """Read back :attr:`MonitorState.atoms` (an unknown streak start is stored as null)."""
     if not isinstance(document, dict):
         return {}
-    return {str(k): float(v) for k, v in document.items() if isinstance(v, int | float)}
+    return {
+        str(k): math.inf if v is None else float(v)
+        for k, v in document.items()
+        if v is None or isinstance(v, int | float)
+    }
 
 
 def _groups(

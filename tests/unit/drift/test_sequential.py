@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -444,3 +445,12 @@ def test_a_streak_of_repeats_keeps_its_start_and_ends_when_a_run_does_not_repeat
     assert same.atoms == state.atoms  # a run without traffic does not break a streak
     restored = sq.MonitorState.from_document(state.to_document(), state.calibration_blob())
     assert restored.atoms == state.atoms
+    # without the traffic's end the streak start is unknown: never "before" a window, and the
+    # document stays plain JSON
+    pair = np.concatenate([burst, burst])
+    unknown = sq.step(state, reference.score(pair), budget=budget, window_fires=False,
+                      repeats=sq.repeats_of(pair)).state  # fmt: skip
+    assert unknown.atoms == {key_burst: math.inf}
+    assert sq.repeated_since(unknown, 1e12) == ()
+    document = json.loads(json.dumps(unknown.to_document(), allow_nan=False))
+    assert sq.MonitorState.from_document(document, b"").atoms == {key_burst: math.inf}
