@@ -375,3 +375,36 @@ def test_a_vector_repeated_run_after_run_keeps_its_repeats_in_the_instant_check(
     assert kept.shape[0] == 109
     assert int(np.sum(np.all(kept == popular, axis=1))) == 10
     assert int(np.sum(np.all(kept == burst, axis=1))) == 1
+
+
+def test_a_burst_scored_by_an_overlapping_run_is_still_a_burst_to_the_next_window(
+    batches, monitor, recorder, engine, settings
+):
+    """Runs every 15 minutes over an hour-long window: the previous run scored (and remembered)
+    the burst, but its streak began inside this window, so the window still drops its repeats;
+    a vector repeated since before the window keeps them."""
+    from drift_monitor.drift.sequential import repeats_of
+
+    batches.add("m", NOW - timedelta(days=2), vectors(600, seed=1))
+    fresh = vectors(100, seed=2)
+    burst = np.repeat(fresh[:1], 10, 0)
+    batches.add("m", NOW - timedelta(minutes=50), np.concatenate([fresh, burst]))
+    detect("m", batches, monitor, recorder, engine, settings, now=NOW - timedelta(minutes=15))
+    detect("m", batches, monitor, recorder, engine, settings, now=NOW)
+    assert engine.calls[-1]["n_cur"] == 100  # the burst counted once
+
+    popular = np.repeat(vectors(1, seed=7), 5, 0)
+    batches.add("m", NOW + timedelta(minutes=5), np.concatenate([vectors(100, seed=3), popular]))
+    detect("m", batches, monitor, recorder, engine, settings, now=NOW + timedelta(minutes=30))
+    batches.add("m", NOW + timedelta(minutes=65), np.concatenate([vectors(100, seed=4), popular]))
+    detect("m", batches, monitor, recorder, engine, settings, now=NOW + timedelta(minutes=90))
+    # the window [30, 90) minutes holds the second part; the popular vector has been repeated
+    # in every run since the traffic up to 30 minutes, so from the window's start on
+    assert engine.calls[-1]["n_cur"] == 105
+    assert repeats_of(popular[:1]).keys[0] in monitor_atoms(monitor)
+
+
+def monitor_atoms(monitor: Any) -> dict[str, float]:
+    from drift_monitor.service.detection import _Stored
+
+    return _Stored.load(monitor, "m").state.atoms
