@@ -27,12 +27,20 @@ NORM_EXPLOSION_RATIO = 2.0
 DEAD_DIMENSION_RATIO = 1e-3
 
 
-def _first_occurrences(data: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
-    """Sorted indices of the first occurrence of every distinct row (exact byte equality)."""
+def row_groups(
+    data: npt.NDArray[np.generic],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Exact (byte) repeats of a 2-d array: per distinct row the index of its first occurrence,
+    and per row the index of its distinct row (``np.unique`` over the rows' bytes)."""
     contiguous = np.ascontiguousarray(data)
     view = contiguous.view(np.dtype((np.void, contiguous.dtype.itemsize * contiguous.shape[1])))
-    _, first = np.unique(view.ravel(), return_index=True)
-    return np.sort(first)
+    _, first, inverse = np.unique(view.ravel(), return_index=True, return_inverse=True)
+    return first, np.asarray(inverse, dtype=np.intp).reshape(-1)
+
+
+def _first_occurrences(data: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
+    """Sorted indices of the first occurrence of every distinct row (exact byte equality)."""
+    return np.sort(row_groups(data)[0])
 
 
 def duplicate_rate(data: npt.NDArray[np.generic]) -> float:
@@ -146,4 +154,5 @@ __all__ = [
     "dead_dimensions",
     "duplicate_rate",
     "quality_report",
+    "row_groups",
 ]

@@ -84,6 +84,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from drift_monitor.drift.knn import DEFAULT_K, knn_distances
+from drift_monitor.drift.quality import row_groups
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -623,10 +624,9 @@ def repeats_of(vectors: npt.ArrayLike, until: float | None = None) -> Repeats:
     data = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if data.ndim != 2 or data.shape[0] == 0:
         return Repeats(np.zeros(0, dtype=np.intp), (), until)
-    view = data.view(np.dtype((np.void, data.dtype.itemsize * data.shape[1]))).ravel()
-    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    first, inverse = row_groups(data)
     keys = tuple(hashlib.blake2b(data[i].tobytes(), digest_size=8).hexdigest() for i in first)
-    return Repeats(np.asarray(inverse, dtype=np.intp).reshape(-1), keys, until)
+    return Repeats(inverse, keys, until)
 
 
 def repeated_since(state: MonitorState, before: float) -> tuple[str, ...]:
