@@ -132,7 +132,7 @@ def run_battery(
             )
         elif name == "ad":
             assert level is not None
-            ad = ad_columns(ref_sample, cur_sample)
+            ad = ad_columns(ref_sample, cur_sample, seed=seed)
             results[name], drifted_dims[name] = _per_dimension_result(
                 name,
                 ad.statistic,
