@@ -24,7 +24,10 @@ marginals) dilutes it by that share; this test looks at the vectors one by one.
   finite calibration set: given the calibration set ``E_q`` is binomial with a random success
   rate, and the plain binomial test on it is anti-conservative for small ``n_c``. Each level's
   p-value is ``P(E >= e_obs)``; the test's p-value is the Bonferroni minimum over the levels,
-  ``min(1, L min_q p_q)``. Ties only lower ``E_q`` (strict ``>``), so they keep the test valid.
+  ``min(1, L min_q p_q)``. Ties only lower ``E_q`` (strict ``>``), so they keep the test valid;
+  a score counts as above the threshold only when it clears it by a rounding margin
+  (:func:`~drift_monitor.drift.knn.tie_margin`), so that an exact duplicate of a calibration
+  vector, scored in another batch, ties with it instead of exceeding it by float32 rounding.
   p-values are at least ``1 / C(n_c + m, m)`` > 0 and clipped to ``[1e-300, 1]``.
 * **Effect size.** The *excess novel share* at the deciding level: ``E_q / m`` minus its null
   expectation ``r / (n_c + 1)``; e.g. 0.05 means about 5% of the window is new beyond the
@@ -43,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import gammaln
 
-from drift_monitor.drift.knn import DEFAULT_K, knn_distances
+from drift_monitor.drift.knn import DEFAULT_K, knn_distances, tie_margin
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -184,13 +187,14 @@ def novelty_test(
     cur_scores = knn_distances(fit, cur[cur_rows], k=k)
     n_c, m = cal_scores.size, cur_scores.size
     cal_desc = np.sort(cal_scores)[::-1]
+    margin = tie_margin(cal_scores)
 
     per_level = []
     best: tuple[float, int] | None = None
     for i, q in enumerate(levels):
         r = max(1, int(np.floor((1.0 - q) * n_c)))
         threshold = float(cal_desc[r - 1])
-        exceed = int(np.count_nonzero(cur_scores > threshold))
+        exceed = int(np.count_nonzero(cur_scores > threshold + margin))
         p = exceedance_sf(exceed, n_c, m, r)
         per_level.append(
             {
@@ -214,7 +218,7 @@ def novelty_test(
     order = np.argsort(-cur_scores, kind="stable")[:MAX_EXAMPLES]
     examples = []
     for j in order:
-        at_least = n_c - int(np.searchsorted(cal_sorted, cur_scores[j], side="left"))
+        at_least = n_c - int(np.searchsorted(cal_sorted, cur_scores[j] - margin, side="left"))
         examples.append(
             {
                 "row": int(cur_rows[j]),

@@ -83,7 +83,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from drift_monitor.drift.knn import DEFAULT_K, knn_distances
+from drift_monitor.drift.knn import DEFAULT_K, knn_distances, tie_margin
 from drift_monitor.drift.quality import row_groups
 
 FloatArray = npt.NDArray[np.float64]
@@ -260,6 +260,10 @@ class Calibrated:
         ``π⁺``: the null win rate's upper ``1 - δ`` quantile, ``Beta(j, |C| + 1 - j)``.
     stake
         ``λ`` (0 when the bet cannot win money: its alternative rate is below ``π⁺``).
+    margin
+        A score wins only when it clears the cut by this much (``tie_margin`` of ``C``'s
+        scores, :mod:`drift_monitor.drift.knn`): rounding must not turn a duplicate of the
+        cut's vector into wins.
     """
 
     bet: Bet
@@ -267,11 +271,12 @@ class Calibrated:
     rate0: float
     bound: float
     stake: float
+    margin: float = 0.0
 
     def wins(self, scores: FloatArray) -> npt.NDArray[np.bool_]:
         if self.bet.side == "low":
-            return scores < self.cut
-        return scores > self.cut
+            return scores < self.cut - self.margin
+        return scores > self.cut + self.margin
 
     def log_e(self, wins: int, losses: int) -> float:
         if self.stake <= 0.0:
@@ -377,7 +382,7 @@ def _calibrated(bet: Bet, c: FloatArray, delta: float) -> Calibrated:
     cut = float(c[j - 1]) if bet.side == "low" else float(c[n - j])
     bound = float(stats.beta.ppf(1.0 - delta, j, n + 1 - j))
     stake = max((bet.rate - bound) / (1.0 - bound), 0.0) if bound < 1 else 0.0
-    return Calibrated(bet, cut, j / (n + 1), bound, stake)
+    return Calibrated(bet, cut, j / (n + 1), bound, stake, tie_margin(c))
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,16 @@ def test_median_bandwidth() -> None:
     # pairwise distances 1, 3, 2 -> median 2
     assert mmd.median_bandwidth(pts) == pytest.approx(2.0)
     assert mmd.median_bandwidth(np.zeros((4, 2))) == 1.0
+
+
+def test_a_common_offset_changes_nothing() -> None:
+    """Distances come from float32 dot products, whose rounding grows with the norms; the
+    pooled sample is centred first, so vectors sharing a large component (or sitting far from
+    the origin) are tested as if they did not."""
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(60, 32)), rng.normal(0.3, size=(50, 32))
+    plain = mmd.mmd_permutation_test(x, y, n_permutations=200, seed=1)
+    offset = mmd.mmd_permutation_test(x + 1e4, y + 1e4, n_permutations=200, seed=1)
+    assert offset.statistic == pytest.approx(plain.statistic, rel=1e-4)
+    assert offset.pvalue == plain.pvalue
+    assert offset.bandwidth == pytest.approx(plain.bandwidth, rel=1e-5)

@@ -454,3 +454,17 @@ def test_a_streak_of_repeats_keeps_its_start_and_ends_when_a_run_does_not_repeat
     assert sq.repeated_since(unknown, 1e12) == ()
     document = json.loads(json.dumps(unknown.to_document(), allow_nan=False))
     assert sq.MonitorState.from_document(document, b"").atoms == {key_burst: math.inf}
+
+
+def test_a_score_must_clear_its_cut_by_more_than_rounding_to_win() -> None:
+    """A duplicate of the calibration vector at the cut, scored in another batch, lands a few
+    units in the seventh digit from the cut; it ties instead of winning (on either side)."""
+    c = np.sort(np.random.default_rng(4).uniform(0.5, 2.0, size=999))
+    high = sq._calibrated(sq.Bet("high", 0.05, 0.15), c, 0.01)
+    low = sq._calibrated(sq.Bet("low", 0.2, 0.3), c, 0.01)
+    assert high.margin == pytest.approx(1e-4 * c.max())
+    nudge = np.array([1e-7, -1e-7]) * high.cut
+    assert not high.wins(high.cut + nudge).any()
+    assert not low.wins(low.cut + nudge).any()
+    assert high.wins(np.array([high.cut + 2 * high.margin])).all()
+    assert low.wins(np.array([low.cut - 2 * low.margin])).all()
