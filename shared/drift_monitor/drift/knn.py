@@ -9,14 +9,17 @@ with conformal p-values", Ann. Statist. 2023).
 
 Distances come from ``|a - b|² = |a|² + |b|² - 2 a·b`` in blocks of query rows, so memory is
 ``O(block × n_reference)`` whatever the number of queries. Both sides are first centred on the
-reference's mean (distances unchanged; the float32 rounding, relative to ``|a|²``, shrinks to the
-data's spread), and a squared distance within float32 rounding of zero is set to exactly 0, so
-an exact duplicate of a reference row scores 0 whichever batch it is scored in. Without that,
-the same identical rows scored ``5e-4`` in one block shape and ``0`` in another, and a window
-that repeated the reference exactly looked novel.
+reference's mean and divided by its RMS spread (the distances are returned in the original
+unit): the float32 rounding, relative to ``|a|²``, shrinks to the data's spread, and values of
+any magnitude neither overflow nor underflow when squared. A squared distance within float32
+rounding of zero is set to exactly 0, so an exact duplicate of a reference row scores 0
+whichever batch it is scored in. Without that, the same identical rows scored ``5e-4`` in one
+block shape and ``0`` in another, and a window that repeated the reference exactly looked novel.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -91,8 +94,11 @@ def knn_distances(
     if ref_in.ndim != 2 or qry_in.ndim != 2 or ref_in.shape[1] != qry_in.shape[1]:
         raise ValueError("reference and queries must be 2-D with the same number of columns")
     centre = ref_in.mean(axis=0, dtype=np.float64) if ref_in.shape[0] else 0.0
-    ref = np.ascontiguousarray(ref_in - centre, dtype=np.float32)
-    qry = np.ascontiguousarray(qry_in - centre, dtype=np.float32)
+    centred = np.asarray(ref_in - centre, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(centred)))) if centred.size else 1.0
+    unit = rms if math.isfinite(rms) and rms > 0.0 else 1.0
+    ref = np.ascontiguousarray(centred / unit, dtype=np.float32)
+    qry = np.ascontiguousarray((qry_in - centre) / unit, dtype=np.float32)
     if k < 1:
         raise ValueError("k must be at least 1")
     n = ref.shape[0]
@@ -109,5 +115,5 @@ def knn_distances(
         sq = scale - 2.0 * (block @ ref.T).astype(np.float64)
         sq[sq <= _ROUNDING * scale] = 0.0
         kth = np.partition(sq, rank - 1, axis=1)[:, rank - 1]
-        out[start : start + block.shape[0]] = np.sqrt(kth)
+        out[start : start + block.shape[0]] = np.sqrt(kth) * unit
     return out

@@ -23,6 +23,7 @@ the embedding space (a swapped model) or a change in correlations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,18 +110,23 @@ def _sq_distances(
 
 def _pooled_centred(
     a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]
-) -> npt.NDArray[np.float32]:
-    """``[a; b]`` minus its mean, as float32.
+) -> tuple[npt.NDArray[np.float32], float]:
+    """``[a; b]`` centred on its mean and divided by its RMS, as float32, and that RMS.
 
     Distances are computed as ``|a|² + |b|² - 2 a·b`` in float32, whose rounding is relative to
     ``|a|²``: embeddings that share a large common component (or vectors a hair apart) would
-    get distances that are mostly rounding. Centring on the pooled mean leaves every distance
-    unchanged, depends only on the pooled sample (so permutations stay exact), and shrinks the
-    norms to the spread of the data.
+    get distances that are mostly rounding, and values far from 1 overflow or underflow when
+    squared (``1e20`` or ``1e-20`` per coordinate). Centring and scaling change every distance
+    by the same factor (the Gaussian kernel with a bandwidth in the same unit is unchanged),
+    depend only on the pooled sample (so permutations stay exact), and bring the data to unit
+    spread. Multiply a distance or bandwidth in the returned unit by the RMS to get it back.
     """
     pooled = np.concatenate([a, b], axis=0).astype(np.float64)
     pooled -= pooled.mean(axis=0)
-    return pooled.astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(pooled))))
+    unit = rms if math.isfinite(rms) and rms > 0.0 else 1.0
+    pooled /= unit
+    return pooled.astype(np.float32), unit
 
 
 def gaussian_kernel(
@@ -185,8 +191,8 @@ def mmd_permutation_test(
     n, m = a.shape[0], b.shape[0]
     if n < 2 or m < 2:
         raise ValueError("MMD needs at least two rows in each sample")
-    pooled = _pooled_centred(a, b)
-    sigma = bandwidth if bandwidth is not None else median_bandwidth(pooled, rng=rng)
+    pooled, unit = _pooled_centred(a, b)
+    sigma = bandwidth / unit if bandwidth is not None else median_bandwidth(pooled, rng=rng)
     kernel = gaussian_kernel(pooled, pooled, sigma)
     np.fill_diagonal(kernel, 0.0)
     stats_all = _permutation_statistics(kernel, n, n_permutations, rng)
@@ -196,7 +202,7 @@ def mmd_permutation_test(
     return MMDResult(
         statistic=observed,
         pvalue=pvalue,
-        bandwidth=float(sigma),
+        bandwidth=float(sigma * unit),
         method="permutation",
         n_permutations=int(null.size),
         null_mean=float(null.mean()) if null.size else 0.0,
@@ -345,7 +351,7 @@ def mmd_agg_test(
     n, m = a.shape[0], b.shape[0]
     if n < 2 or m < 2:
         raise ValueError("MMD needs at least two rows in each sample")
-    pooled = _pooled_centred(a, b)
+    pooled, unit = _pooled_centred(a, b)
     median = median_bandwidth(pooled, rng=rng)
     sigmas = tuple(float(median * c) for c in scales)
     sq = _sq_distances(pooled, pooled)
@@ -371,8 +377,8 @@ def mmd_agg_test(
     return MMDAggResult(
         statistic=float(values[best, 0]),
         pvalue=pvalue,
-        bandwidth=sigmas[best],
-        bandwidths=sigmas,
+        bandwidth=sigmas[best] * unit,
+        bandwidths=tuple(sigma * unit for sigma in sigmas),
         statistics=tuple(float(v) for v in values[:, 0]),
         pvalues=tuple(float(v) for v in split_p[:, 0]),
         n_permutations=int(n_permutations),
@@ -413,7 +419,7 @@ def mmd_block_test(
     """
     rng = np.random.default_rng(seed)
     x_in = np.asarray(x)
-    pooled = _pooled_centred(x_in, np.asarray(y))
+    pooled, unit = _pooled_centred(x_in, np.asarray(y))
     a, b = pooled[: x_in.shape[0]], pooled[x_in.shape[0] :]
     size = min(a.shape[0], b.shape[0])
     bsize = block_size if block_size is not None else max(2, int(np.sqrt(size)))
@@ -423,7 +429,9 @@ def mmd_block_test(
     a = a[rng.permutation(a.shape[0])[: blocks * bsize]]
     b = b[rng.permutation(b.shape[0])[: blocks * bsize]]
     sigma = (
-        bandwidth if bandwidth is not None else median_bandwidth(np.concatenate([a, b]), rng=rng)
+        bandwidth / unit
+        if bandwidth is not None
+        else median_bandwidth(np.concatenate([a, b]), rng=rng)
     )
     values = np.empty(blocks)
     for i in range(blocks):
@@ -440,7 +448,7 @@ def mmd_block_test(
     return MMDResult(
         statistic=mean,
         pvalue=pvalue,
-        bandwidth=float(sigma),
+        bandwidth=float(sigma * unit),
         method="block",
         n_permutations=0,
         null_mean=0.0,

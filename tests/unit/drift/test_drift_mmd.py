@@ -118,3 +118,23 @@ def test_a_common_offset_changes_nothing() -> None:
     assert offset.statistic == pytest.approx(plain.statistic, rel=1e-4)
     assert offset.pvalue == plain.pvalue
     assert offset.bandwidth == pytest.approx(plain.bandwidth, rel=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_any_scale_gives_the_same_test(scale: float) -> None:
+    """Squares of 1e20 overflow float32 and of 1e-20 underflow it; the pooled sample is brought
+    to unit spread first, and the bandwidth is reported in the data's unit."""
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(60, 32)), rng.normal(0.3, size=(50, 32))
+    plain = mmd.mmd_permutation_test(x, y, n_permutations=200, seed=1)
+    scaled = mmd.mmd_permutation_test(x * scale, y * scale, n_permutations=200, seed=1)
+    assert scaled.pvalue == plain.pvalue
+    assert scaled.statistic == pytest.approx(plain.statistic, rel=1e-5)
+    assert scaled.bandwidth == pytest.approx(plain.bandwidth * scale, rel=1e-5)
+    agg = mmd.mmd_agg_test(x * scale, y * scale, n_permutations=50, seed=1)
+    assert agg.bandwidths[1] == pytest.approx(plain.bandwidth * scale, rel=1e-5)
+    given = mmd.mmd_permutation_test(x * scale, y * scale, bandwidth=2.0 * scale, seed=1)
+    assert given.bandwidth == pytest.approx(2.0 * scale)
+    assert given.statistic == pytest.approx(
+        mmd.mmd_permutation_test(x, y, bandwidth=2.0, seed=1).statistic, rel=1e-5
+    )

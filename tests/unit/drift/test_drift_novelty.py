@@ -147,3 +147,7 @@ def test_an_exact_duplicate_scores_zero_in_any_batch() -> None:
         assert np.all(knn_distances(ref, ref[:rows], k=5) == 0.0)
     other = rng.normal(size=(3, 384))
     assert np.all(knn_distances(ref, other, k=5) > 1.0)
+    for scale in (1e20, 1e-20):  # squares that overflow or underflow float32
+        assert knn_distances(ref * scale, other * scale, k=5) == pytest.approx(
+            knn_distances(ref, other, k=5) * scale, rel=1e-5
+        )
