@@ -6,7 +6,8 @@ a different owner; the report keeps the two apart. Checks on the current window,
 with the reference where that makes sense:
 
 * ``zero_vector_share``: rows that are exactly zero;
-* ``duplicate_rate``: ``1 - unique rows / rows`` (exact byte equality);
+* ``duplicate_rate``: ``1 - unique rows / rows`` (exact byte equality); above
+  ``REPEATS_NOTE_SHARE`` in either window a note says the tests assume independent rows;
 * norm collapse / explosion: median L2 norm ratio current / reference below 0.5 or above 2;
 * newly constant dimensions: constant in the current window but varying in the reference;
 * reduced precision: the current values are all exactly representable in float16 (and the
@@ -41,6 +42,11 @@ def row_groups(
 def _first_occurrences(data: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
     """Sorted indices of the first occurrence of every distinct row (exact byte equality)."""
     return np.sort(row_groups(data)[0])
+
+
+#: Share of repeated rows in either window above which the report notes that the tests assume
+#: independent rows.
+REPEATS_NOTE_SHARE = 0.05
 
 
 def duplicate_rate(data: npt.NDArray[np.generic]) -> float:
@@ -111,6 +117,12 @@ def quality_report(
     if dup > max(ref_dup, 0.0) + 0.01:
         issues.append("duplicates")
         notes.append(f"{dup:.1%} of current vectors repeat another current vector exactly")
+    if max(dup, ref_dup) > REPEATS_NOTE_SHARE:
+        notes.append(
+            f"{max(dup, ref_dup):.0%} of the rows of a window repeat another row of it exactly; "
+            "the tests assume independent rows, so repeats sent in bursts (retries) can look "
+            "like drift"
+        )
     if ratio < NORM_COLLAPSE_RATIO:
         issues.append("norm_collapse")
         notes.append(f"median vector norm fell from {r_med:.4g} to {c_med:.4g}")
@@ -151,6 +163,7 @@ __all__ = [
     "DEAD_DIMENSION_RATIO",
     "NORM_COLLAPSE_RATIO",
     "NORM_EXPLOSION_RATIO",
+    "REPEATS_NOTE_SHARE",
     "dead_dimensions",
     "duplicate_rate",
     "quality_report",

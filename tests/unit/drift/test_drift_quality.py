@@ -56,3 +56,16 @@ def test_float16_round_trip_is_a_note_not_an_issue() -> None:
     assert q["dead_dimensions"] == [5]
     assert q["dead_dimensions_zeroed"] == [5]
     assert any("float16" in note for note in q["notes"])
+
+
+def test_windows_sent_twice_get_a_note_about_independent_rows() -> None:
+    rng = np.random.default_rng(12)
+    ref, cur = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    assert not any("independent rows" in n for n in quality_report(ref, cur)["notes"])
+    twice = np.concatenate([cur[:100], cur[:100]])
+    report = quality_report(ref, twice)
+    assert any(n.startswith("50% of the rows") for n in report["notes"])
+    assert "duplicates" in report["issues"]  # more repeats now than in the reference
+    both = quality_report(np.concatenate([ref[:100], ref[:100]]), twice)
+    assert "duplicates" not in both["issues"]
+    assert any("independent rows" in n for n in both["notes"])
