@@ -102,8 +102,8 @@ def test_new_default_is_ahead_on_new_traffic() -> None:
     """
     only_new = only_old = 0
     for scenario, n, trials in (
-        ("python_in_debian_10", 200, 100),
-        ("python_in_debian_5", 1000, 50),
+        ("python_in_debian_10", 200, 200),
+        ("python_in_debian_5", 1000, 100),
     ):
         before, after, gained, lost = _paired(scenario, n, trials)
         print(f"{scenario} n={n}: before {before / trials:.2f}, default {after / trials:.2f}")
