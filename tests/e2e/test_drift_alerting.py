@@ -73,7 +73,7 @@ def traffic() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     verbs_file = DATA / "wordnet_verb_minilm384.npy"
     if nouns_file.exists() and verbs_file.exists():
         return rng.permutation(np.load(nouns_file)), rng.permutation(np.load(verbs_file))
-    nouns = rng.normal(size=(2000, 32)).astype(np.float32)
+    nouns = rng.normal(size=(3000, 32)).astype(np.float32)
     return nouns, (rng.normal(size=(1000, 32)) + 0.6).astype(np.float32)
 
 
@@ -270,16 +270,23 @@ def test_drift_alerting_on_real_services(
     assert len(pagerduty_receiver.events) == 1 and len(pagerduty_receiver.webhooks()) == 1
 
     # Back to normal: one resolve with the trigger's dedup key. The monitor resolves once the
-    # bet that saw the shift has 100:1 evidence of the baseline's rate: usually after one
-    # window of 600 vectors, in a few per cent of seeds after a second one.
-    # A still-open page checked two hours after its trigger (past the 30-minute cooldown) gets
-    # one reminder on each channel, with the same dedup key: no new incident.
+    # bet watching the page has 100:1 evidence of the baseline's rate. A page the window test
+    # raised is watched by the best bet of that moment, which for verbs among nouns can be one
+    # whose rate is only ~0.3 against 0.2: replayed through `backtest` over 40 shuffles, 22
+    # resolved after the first window of normal traffic, 14 after the second, 4 after the
+    # third. A still-open page checked two hours after its trigger (past the 30-minute
+    # cooldown) gets one reminder on each channel, with the same dedup key: no new incident;
+    # later checks fall inside the reminder's cooldown.
     pipe.send(model, nouns[1050:1650], t0 - timedelta(hours=1, minutes=30))
     back = pipe.check(model, t0 - timedelta(hours=1))
     reminded = back["status"] == "drift"
-    if reminded:
-        pipe.send(model, nouns[1650:2250], t0 - timedelta(minutes=55))
-        back = pipe.check(model, t0 - timedelta(minutes=45))
+    windows = 1
+    for start, sent_at, checked_at in ((1650, 55, 45), (2250, 42, 35)):
+        if back["status"] != "drift":
+            break
+        pipe.send(model, nouns[start : start + 600], t0 - timedelta(minutes=sent_at))
+        back = pipe.check(model, t0 - timedelta(minutes=checked_at))
+        windows += 1
     assert back["status"] == "ok", back
     sent = 2 + int(reminded)  # PagerDuty events: the trigger, maybe a reminder, the resolve
     pagerduty_receiver.wait_for(2 * sent)  # and as many webhook calls
@@ -297,10 +304,9 @@ def test_drift_alerting_on_real_services(
     assert len(pagerduty_receiver.events) == sent
     history = pipe.api.get(f"/drift/history/{model}", headers=API).json["results"]
     statuses = [r["status"] for r in reversed(history)]  # oldest first
-    assert statuses in (
-        ["ok", "drift", "drift", "ok", "ok"],
-        ["ok", "drift", "drift", "drift", "ok", "ok"],
-    ), statuses
+    # ok (same distribution), drift (the change), drift (inside the cooldown), then one more
+    # drift per window of normal traffic the page stayed open for, ok (resolved), ok.
+    assert statuses == ["ok", "drift", "drift"] + ["drift"] * (windows - 1) + ["ok", "ok"], statuses
 
 
 # --- 2. embedded mode through drift-monitor serve ----------------------------------------------
