@@ -20,6 +20,7 @@ block shape and ``0`` in another, and a window that repeated the reference exact
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ FloatArray = npt.NDArray[np.float64]
 
 DEFAULT_K = 5
 _BLOCK_ROWS = 512
-#: A squared distance at most this share of ``|a|² + |b|²`` is rounding: it is set to 0.
+#: A squared distance at most this share of ``|a|² + max |b|²`` is rounding: it is set to 0.
 _ROUNDING = 1e-5
 
 
@@ -63,6 +64,40 @@ def tie_margin(calibration: npt.ArrayLike) -> float:
     return float(TIE_SHARE * np.abs(c).max()) if c.size else 0.0
 
 
+def _standardised(
+    ref_in: npt.NDArray[np.generic], qry_in: npt.NDArray[np.generic]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
+    """Both sides centred on the reference's mean and divided by its RMS spread, as float32.
+
+    float64 inputs are centred and scaled in float64 before the cast (values such as ``1e-40``
+    would not survive a cast first); float32 inputs (the monitor's fitted references) in
+    float32, so a large reference is copied once, not widened.
+    """
+    wide = np.float64 if np.float64 in (ref_in.dtype, qry_in.dtype) else np.float32
+    centre: npt.NDArray[np.floating[Any]] = (
+        ref_in.mean(axis=0, dtype=np.float64).astype(wide)
+        if ref_in.shape[0]
+        else np.zeros(ref_in.shape[1], dtype=wide)
+    )
+    ref: npt.NDArray[np.floating[Any]] = np.asarray(ref_in, dtype=wide)
+    ref = ref - centre
+    rms = (
+        math.sqrt(float(np.einsum("ij,ij->", ref, ref, dtype=np.float64)) / ref.size)
+        if ref.size
+        else 1.0
+    )
+    unit = rms if math.isfinite(rms) and rms > 0.0 else 1.0
+    ref /= unit
+    qry: npt.NDArray[np.floating[Any]] = np.asarray(qry_in, dtype=wide)
+    qry = qry - centre
+    qry /= unit
+    return (
+        np.ascontiguousarray(ref, dtype=np.float32),
+        np.ascontiguousarray(qry, dtype=np.float32),
+        unit,
+    )
+
+
 def knn_distances(
     reference: npt.ArrayLike,
     queries: npt.ArrayLike,
@@ -93,12 +128,7 @@ def knn_distances(
     qry_in = np.asarray(queries)
     if ref_in.ndim != 2 or qry_in.ndim != 2 or ref_in.shape[1] != qry_in.shape[1]:
         raise ValueError("reference and queries must be 2-D with the same number of columns")
-    centre = ref_in.mean(axis=0, dtype=np.float64) if ref_in.shape[0] else 0.0
-    centred = np.asarray(ref_in - centre, dtype=np.float64)
-    rms = float(np.sqrt(np.mean(np.square(centred)))) if centred.size else 1.0
-    unit = rms if math.isfinite(rms) and rms > 0.0 else 1.0
-    ref = np.ascontiguousarray(centred / unit, dtype=np.float32)
-    qry = np.ascontiguousarray((qry_in - centre) / unit, dtype=np.float32)
+    ref, qry, unit = _standardised(ref_in, qry_in)
     if k < 1:
         raise ValueError("k must be at least 1")
     n = ref.shape[0]
@@ -108,12 +138,16 @@ def knn_distances(
         raise ValueError("the reference sample is empty")
     ref_sq = np.einsum("ij,ij->i", ref, ref, dtype=np.float64)
     out = np.empty(qry.shape[0], dtype=np.float64)
+    ref_max = float(ref_sq.max()) if ref_sq.size else 0.0
     for start in range(0, qry.shape[0], _BLOCK_ROWS):
         block = qry[start : start + _BLOCK_ROWS]
         block_sq = np.einsum("ij,ij->i", block, block, dtype=np.float64)
-        scale = block_sq[:, None] + ref_sq[None, :]
-        sq = scale - 2.0 * (block @ ref.T).astype(np.float64)
-        sq[sq <= _ROUNDING * scale] = 0.0
+        sq = (block @ ref.T).astype(np.float64)
+        sq *= -2.0
+        sq += block_sq[:, None]
+        sq += ref_sq[None, :]
+        # Rounding of |a|² + |b|² - 2 a·b is relative to the norms: per row, the largest pair's.
+        sq[sq <= (_ROUNDING * (block_sq + ref_max))[:, None]] = 0.0
         kth = np.partition(sq, rank - 1, axis=1)[:, rank - 1]
         out[start : start + block.shape[0]] = np.sqrt(kth) * unit
     return out
