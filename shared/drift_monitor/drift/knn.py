@@ -19,11 +19,10 @@ block shape and ``0`` in another, and a window that repeated the reference exact
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
+
+from drift_monitor.drift.scaling import to_unit_spread
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -64,40 +63,6 @@ def tie_margin(calibration: npt.ArrayLike) -> float:
     return float(TIE_SHARE * np.abs(c).max()) if c.size else 0.0
 
 
-def _standardised(
-    ref_in: npt.NDArray[np.generic], qry_in: npt.NDArray[np.generic]
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
-    """Both sides centred on the reference's mean and divided by its RMS spread, as float32.
-
-    float64 inputs are centred and scaled in float64 before the cast (values such as ``1e-40``
-    would not survive a cast first); float32 inputs (the monitor's fitted references) in
-    float32, so a large reference is copied once, not widened.
-    """
-    wide = np.float64 if np.float64 in (ref_in.dtype, qry_in.dtype) else np.float32
-    centre: npt.NDArray[np.floating[Any]] = (
-        ref_in.mean(axis=0, dtype=np.float64).astype(wide)
-        if ref_in.shape[0]
-        else np.zeros(ref_in.shape[1], dtype=wide)
-    )
-    ref: npt.NDArray[np.floating[Any]] = np.asarray(ref_in, dtype=wide)
-    ref = ref - centre
-    rms = (
-        math.sqrt(float(np.einsum("ij,ij->", ref, ref, dtype=np.float64)) / ref.size)
-        if ref.size
-        else 1.0
-    )
-    unit = rms if math.isfinite(rms) and rms > 0.0 else 1.0
-    ref /= unit
-    qry: npt.NDArray[np.floating[Any]] = np.asarray(qry_in, dtype=wide)
-    qry = qry - centre
-    qry /= unit
-    return (
-        np.ascontiguousarray(ref, dtype=np.float32),
-        np.ascontiguousarray(qry, dtype=np.float32),
-        unit,
-    )
-
-
 def knn_distances(
     reference: npt.ArrayLike,
     queries: npt.ArrayLike,
@@ -128,7 +93,7 @@ def knn_distances(
     qry_in = np.asarray(queries)
     if ref_in.ndim != 2 or qry_in.ndim != 2 or ref_in.shape[1] != qry_in.shape[1]:
         raise ValueError("reference and queries must be 2-D with the same number of columns")
-    ref, qry, unit = _standardised(ref_in, qry_in)
+    (ref, qry), unit = to_unit_spread([ref_in, qry_in], basis=1)
     if k < 1:
         raise ValueError("k must be at least 1")
     n = ref.shape[0]

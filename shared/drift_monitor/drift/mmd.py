@@ -23,12 +23,13 @@ the embedding space (a swapped model) or a change in correlations.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
+
+from drift_monitor.drift.scaling import to_unit_spread
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -111,22 +112,11 @@ def _sq_distances(
 def _pooled_centred(
     a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]
 ) -> tuple[npt.NDArray[np.float32], float]:
-    """``[a; b]`` centred on its mean and divided by its RMS, as float32, and that RMS.
-
-    Distances are computed as ``|a|² + |b|² - 2 a·b`` in float32, whose rounding is relative to
-    ``|a|²``: embeddings that share a large common component (or vectors a hair apart) would
-    get distances that are mostly rounding, and values far from 1 overflow or underflow when
-    squared (``1e20`` or ``1e-20`` per coordinate). Centring and scaling change every distance
-    by the same factor (the Gaussian kernel with a bandwidth in the same unit is unchanged),
-    depend only on the pooled sample (so permutations stay exact), and bring the data to unit
-    spread. Multiply a distance or bandwidth in the returned unit by the RMS to get it back.
-    """
-    pooled = np.concatenate([a, b], axis=0).astype(np.float64)
-    pooled -= pooled.mean(axis=0)
-    rms = float(np.sqrt(np.mean(np.square(pooled))))
-    unit = rms if math.isfinite(rms) and rms > 0.0 else 1.0
-    pooled /= unit
-    return pooled.astype(np.float32), unit
+    """``[a; b]`` at unit spread (:func:`~drift_monitor.drift.scaling.to_unit_spread` on the
+    pooled sample, so permutations stay exact) and the unit to multiply distances and
+    bandwidths by."""
+    (pa, pb), unit = to_unit_spread([a, b], basis=2)
+    return np.concatenate([pa, pb], axis=0), unit
 
 
 def gaussian_kernel(
@@ -418,9 +408,7 @@ def mmd_block_test(
     MMDResult
     """
     rng = np.random.default_rng(seed)
-    x_in = np.asarray(x)
-    pooled, unit = _pooled_centred(x_in, np.asarray(y))
-    a, b = pooled[: x_in.shape[0]], pooled[x_in.shape[0] :]
+    (a, b), unit = to_unit_spread([np.asarray(x), np.asarray(y)], basis=2)
     size = min(a.shape[0], b.shape[0])
     bsize = block_size if block_size is not None else max(2, int(np.sqrt(size)))
     blocks = size // bsize
