@@ -273,6 +273,25 @@ def test_sample_rows_are_equally_likely(repo: SqlRepository) -> None:
     assert chi2 < 1.4 * (n - 1)
 
 
+def test_sample_never_draws_a_row_twice_when_the_window_barely_exceeds_it(
+    repo: SqlRepository,
+) -> None:
+    # N barely above m (a 7-day baseline of 20,000 vectors sampled to 18,000): strata of real
+    # length N/m used to let neighbouring strata pick the row on their boundary (15 % of a
+    # baseline sample came back twice). Integer strata partition the rows.
+    n = len(_fill(repo, [7, 40, 13, 25, 1, 60, 31, 29] * 4))  # 824 rows
+    m = 800
+    hits = np.zeros(n, dtype=int)
+    for seed in range(40):
+        positions = repo.sample_vectors("m", None, None, m, seed)[:, 0].astype(int).tolist()
+        assert len(positions) == m and len(set(positions)) == m
+        assert positions == sorted(positions)
+        hits[positions] += 1
+    # every row is drawn with probability 1/floor(N/m) = 1 or 1/ceil(N/m) = 1/2
+    assert hits.min() >= 8 and hits.max() == 40
+    assert abs(hits.sum() / (40 * n) - m / n) < 1e-12
+
+
 def test_sample_respects_window(repo: SqlRepository) -> None:
     _fill(repo, [10] * 10)  # part i holds rows 10i..10i+9 at T0 + i minutes
     start, end = T0 + timedelta(minutes=3), T0 + timedelta(minutes=7)

@@ -299,11 +299,12 @@ class SqlRepository:
         """A seeded sample of at most ``max_rows`` vectors with ``start <= timestamp < end``.
 
         When the window holds ``N <= max_rows`` vectors all of them are returned. Otherwise
-        exactly ``m = max_rows`` rows are drawn by stratified sampling over the window's rows
-        in time order (``docs/schema.md``): row positions ``0..N-1`` are cut into ``m`` strata
-        of ``N/m`` consecutive rows and one position is picked in each, at a pseudo-random
-        offset derived from ``seed``. Every row has the same inclusion probability ``m/N`` and
-        the sample covers the window evenly in time.
+        exactly ``m = max_rows`` distinct rows are drawn by stratified sampling over the
+        window's rows in time order (``docs/schema.md``): row positions ``0..N-1`` are cut into
+        ``m`` strata of ``floor(N/m)`` or ``ceil(N/m)`` consecutive rows and one position is
+        picked in each, at a pseudo-random offset derived from ``seed``. Every row's inclusion
+        probability is about ``m/N`` (exactly, when ``m`` divides ``N``) and the sample covers
+        the window evenly in time.
 
         The database does the selection: it accumulates the parts' row counts in time order
         (a window function over the ``(model_id, ts)`` index, reading no vector data), keeps
@@ -436,10 +437,12 @@ def _positions(
     """The chosen row positions: ``(batch_id, part, row, p)``, one per stratum, ``p`` ascending.
 
     Rows are numbered ``0..N-1`` in ``(ts, batch_id, part)`` order, a part covering
-    ``[lo, hi)``. Stratum ``j`` (``0 <= j < m``) picks ``p_j = floor((j*N + o_j) / m)`` where
-    ``o_j`` in ``[0, N)`` is a keyed hash of ``j``; as ``o_j`` ranges over ``[0, N)`` each
-    row of the stratum is hit by ``m`` values of it, hence probability ``m/N`` per row (exact
-    while ``N < 2^31``, the hash's range).
+    ``[lo, hi)``. Stratum ``j`` (``0 <= j < m``) is the rows ``[a_j, a_{j+1})`` with
+    ``a_j = floor(j*N/m)``: the strata partition the rows, each holding ``floor(N/m)`` or
+    ``ceil(N/m)`` of them, so no row can be drawn twice. Stratum ``j`` picks
+    ``p_j = a_j + o_j mod (a_{j+1} - a_j)``, where ``o_j`` is a keyed hash of ``j``: about
+    uniform over its rows (exactly ``m/N`` per row when ``m`` divides ``N``; otherwise
+    ``1/floor(N/m)`` or ``1/ceil(N/m)``, the two sizes spread evenly over the window).
     A part only needs the strata ``floor(lo*m/N) .. floor((hi*m - 1)/N)`` that overlap it,
     generated per part by a recursive CTE, so the database evaluates about ``m + parts``
     candidates. All arithmetic is on non-negative 64-bit integers (portable division).
@@ -487,7 +490,10 @@ def _positions(
         strata.c.part,
         strata.c.lo,
         strata.c.hi,
-        cast((strata.c.j * n_ + mixed % n_) // m_, big).label("p"),
+        cast(
+            strata.c.j * n_ // m_ + mixed % ((strata.c.j + 1) * n_ // m_ - strata.c.j * n_ // m_),
+            big,
+        ).label("p"),
     ).subquery("candidates")
     return (
         select(
