@@ -13,6 +13,7 @@ half, ``1 / (2 N)`` per run, and the engine's calibration tests cover it);
 
     .venv/bin/python scripts/sequential_study.py null --months 1 --rate 120 --every 60
     .venv/bin/python scripts/sequential_study.py delay --rate 120 --every 60
+    .venv/bin/python scripts/sequential_study.py null --months 1 --clump 0.3 [--no-discount]
     .venv/bin/python scripts/sequential_study.py all       # the tables of docs/statistics.md
 
 Prints Markdown tables. Fixed seeds: the same command prints the same numbers.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))
 
+from drift_monitor.drift import dispersion as dp  # noqa: E402
 from drift_monitor.drift import sequential as sq  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -80,13 +83,38 @@ def simulate(
     days: float = 365.0,
     baseline_days: float = 7.0,
     lower: tuple[float, ...] = (),
+    clump: float = 0.0,
+    discount: bool = True,
 ) -> Outcome:
-    """One model: a baseline from the stream's first days, then the monitor on the schedule."""
+    """One model: a baseline from the stream's first days, then the monitor on the schedule.
+
+    ``clump > 0`` makes the traffic clumped in time: the corpus is cut into
+    :data:`CLUMP_TOPICS` topics (nearest of as many random rows) and in every run one topic,
+    drawn by its size, makes up ``clump`` of the run's rows, so over many runs every topic keeps
+    its share. The baseline is then built run by run too, its clumping measured
+    (``drift.dispersion``) and, with ``discount``, each run's evidence discounted by it, as the
+    detection service does.
+    """
     rng = np.random.default_rng(seed)
     n_base = int(min(rate * 24 * baseline_days, FIT + sq.CALIBRATION_VECTORS))
-    baseline = base[rng.integers(0, base.shape[0], size=n_base)]
-    reference = sq.fit_reference(baseline, seed, fit_size=FIT)
-    basis = sq.shift_basis(reference)
+    draw = _clumped_draw(base, clump, rng) if clump > 0 else None
+    measured = dp.BaselineDispersion()
+    if draw is None:
+        baseline = base[rng.integers(0, base.shape[0], size=n_base)]
+        reference = sq.fit_reference(baseline, seed, fit_size=FIT)
+    else:
+        per_run = int(baseline_days * 24 * 60 / every)
+        runs_rows = [draw(int(rng.poisson(rate * every / 60.0))) for _ in range(per_run)]
+        baseline = np.concatenate(runs_rows)  # in time order
+        if baseline.shape[0] > n_base:
+            baseline = baseline[np.sort(rng.choice(baseline.shape[0], n_base, replace=False))]
+        reference = sq.fit_reference(baseline, seed, fit_size=FIT)
+        calibration = reference.score(reference.calibration)
+        measured = dp.measure(baseline, calibration, reference.calibration_index, per_run)
+    blocks = None
+    if draw is not None and discount:
+        blocks = dp.block_means(baseline, int(baseline_days * 24 * 60 / every))
+    basis = sq.shift_basis(reference, blocks=blocks)
     state = sq.MonitorState().with_calibration(reference.calibration_scores())
     budget = sq.Budget(days, every)
     triggers: list[float] = []
@@ -100,7 +128,7 @@ def simulate(
     for i in range(runs):
         hour = (i + 1) * every / 60.0
         n = int(rng.poisson(rate * every / 60.0))
-        rows = base[rng.integers(0, base.shape[0], size=n)]
+        rows = base[rng.integers(0, base.shape[0], size=n)] if draw is None else draw(n)
         live = (
             other is not None
             and shift_at is not None
@@ -112,7 +140,10 @@ def simulate(
             rows[swap] = other[rng.integers(0, other.shape[0], size=int(swap.sum()))]
         scores = reference.score(rows)
         shift = sq.shift_run(state, basis, rows)
-        result = sq.step(state, scores, budget=budget, window_fires=False, shift=shift)
+        phi = measured.for_run(n) if discount else None
+        result = sq.step(
+            state, scores, budget=budget, window_fires=False, shift=shift, overdispersion=phi
+        )
         state = sq.observe_shift(result.state, basis, reference.fit, rows)
         max_evidence = max(max_evidence, result.evidence)
         if result.triggered:
@@ -121,7 +152,9 @@ def simulate(
             resolves.append(hour - (back_at if back_at is not None else 0.0))
         for c, shadow in shadows.items():
             # (the shadows bet along the monitor's own shift direction)
-            shadow = sq.step(shadow, scores, budget=budget, window_fires=False, shift=shift).state
+            shadow = sq.step(
+                shadow, scores, budget=budget, window_fires=False, shift=shift, overdispersion=phi
+            ).state
             if shadow.log_mixture >= np.log(c):
                 crossings[c] += 1
                 shadow = sq.MonitorState().with_calibration(shadow.calibration)
@@ -129,11 +162,40 @@ def simulate(
     return Outcome(triggers, resolves, hours, runs, max_evidence, crossings)
 
 
+CLUMP_TOPICS = 12
+
+
+def _clumped_draw(
+    base: npt.NDArray[np.float32], clump: float, rng: np.random.Generator
+) -> Callable[[int], npt.NDArray[np.float32]]:
+    """``draw(n)``: one run's rows, ``clump`` of them from one topic drawn by its size."""
+    anchors = base[rng.choice(base.shape[0], CLUMP_TOPICS, replace=False)]
+    distances = (base**2).sum(1)[:, None] - 2.0 * base @ anchors.T + (anchors**2).sum(1)[None]
+    topic = np.argmin(distances, axis=1)
+    members = [np.flatnonzero(topic == t) for t in range(CLUMP_TOPICS)]
+    sizes = np.array([m.size for m in members], dtype=np.float64)
+
+    def draw(n: int) -> npt.NDArray[np.float32]:
+        rows = base[rng.integers(0, base.shape[0], size=n)]
+        hot = rng.random(n) < clump
+        chosen = members[int(rng.choice(CLUMP_TOPICS, p=sizes / sizes.sum()))]
+        rows[hot] = base[chosen[rng.integers(0, chosen.size, size=int(hot.sum()))]]
+        return rows
+
+    return draw
+
+
 LOWER = (10.0, 100.0, 1000.0)
 
 
 def null_table(
-    corpora: list[str], months: int, rates: list[float], everies: list[float], days: float = 365
+    corpora: list[str],
+    months: int,
+    rates: list[float],
+    everies: list[float],
+    days: float = 365,
+    clump: float = 0.0,
+    discount: bool = True,
 ) -> None:
     print(
         "| corpus | vectors/h | every | model-months | false pages | max evidence (log10) "
@@ -149,7 +211,7 @@ def null_table(
                 for m in range(months):
                     out = simulate(base, None, mix=0, shift_at=None, back_at=None, hours=720,
                                    rate=rate, every=every, seed=1000 + m, lower=LOWER,
-                                   days=days)  # fmt: skip
+                                   days=days, clump=clump, discount=discount)  # fmt: skip
                     pages += len(out.triggers)
                     runs += out.runs
                     top = max(top, out.max_evidence)
@@ -174,6 +236,8 @@ def delay_table(
     mixes: list[float],
     days: float = 365,
     shifts: tuple[tuple[str, str], ...] = SHIFTS,
+    clump: float = 0.0,
+    discount: bool = True,
 ) -> None:
     print("| base | mixed in | vectors/h | share | paged | delay h (median, max) | "
           "pages before the shift | triggers per shift | resolved after return, h |")  # fmt: skip
@@ -187,7 +251,7 @@ def delay_table(
                 for s in range(seeds):
                     out = simulate(base, other, mix=mix, shift_at=shift_at, back_at=back_at,
                                    hours=hours, rate=rate, every=every, seed=2000 + s,
-                                   days=days)  # fmt: skip
+                                   days=days, clump=clump, discount=discount)  # fmt: skip
                     early += sum(t <= 0 for t in out.triggers)
                     during = [t for t in out.triggers if 0 < t <= back_at - shift_at]
                     per_shift.append(len(during))
@@ -234,16 +298,28 @@ def main() -> None:
     parser.add_argument("--corpus", action="append")
     parser.add_argument("--budget", type=float, default=365.0, help="false_alarm_interval_days")
     parser.add_argument("--mix", type=float, action="append", help="shares mixed in (delay)")
+    parser.add_argument(
+        "--clump",
+        type=float,
+        default=0.0,
+        help="share of each run from one topic (clumped traffic)",
+    )
+    parser.add_argument(
+        "--no-discount", action="store_true", help="count clumped rows as independent"
+    )
     args = parser.parse_args()
+    if not 0.0 <= args.clump < 1.0:
+        parser.error("--clump must be in [0, 1)")
+    clumping = {"clump": args.clump, "discount": not args.no_discount}
     rates = args.rate or [120.0]
     everies = args.every or [60.0]
     corpora = args.corpus or ["nouns", "debian", "gaussian"]
     if args.what in ("null", "all"):
-        null_table(corpora, args.months, rates, everies, args.budget)
+        null_table(corpora, args.months, rates, everies, args.budget, **clumping)
     if args.what in ("delay", "all"):
         shifts = tuple(s for s in SHIFTS if s[0] in corpora) if args.corpus else SHIFTS
         mixes = args.mix or [0.05, 0.10, 0.25, 1.0]
-        delay_table(rates, everies[0], args.seeds, mixes, args.budget, shifts)
+        delay_table(rates, everies[0], args.seeds, mixes, args.budget, shifts, **clumping)
     if args.what in ("cost", "all"):
         run_cost(rates[0], everies[0])
 

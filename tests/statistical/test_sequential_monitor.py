@@ -151,3 +151,37 @@ def test_a_mixture_inside_the_support_pages_through_the_shift_bets(seed: int) ->
                          hours=24.0 + 72.0 + 36.0, rate=120, every=60, seed=seed)  # fmt: skip
     assert len(out.triggers) == 1 and 0 < out.triggers[0] <= 30.0, out.triggers
     assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves
+
+
+@pytest.mark.parametrize("name", ["debian", "nouns"])
+def test_traffic_clumped_in_time_is_discounted_instead_of_paged(name: str) -> None:
+    """Ten days in which one topic makes up 30 % of every hour (each topic keeps its share over
+    the day): counted row by row the clumping pages; discounted by the clumping measured on the
+    baseline (``drift.dispersion``) it does not, and the lower threshold 10 is reached no more
+    often than the e-detector bound allows."""
+    base = corpus(name)
+
+    def run(discount: bool) -> study.Outcome:
+        return study.simulate(base, None, mix=0, shift_at=None, back_at=None, hours=240,
+                              rate=120, every=60, seed=3, clump=0.3, discount=discount,
+                              lower=(10.0,))  # fmt: skip
+
+    plain, discounted = run(False), run(True)
+    reached = (discounted.crossings or {})[10.0]
+    print(f"\n{name}: pages {plain.triggers} counted per row, {discounted.triggers} discounted; "
+          f"max evidence {plain.max_evidence:.2f} / {discounted.max_evidence:.2f}; "
+          f"reached 10: {reached} in {discounted.runs} runs")  # fmt: skip
+    assert plain.triggers, "the clumped stream no longer tests the discount"
+    assert discounted.triggers == []
+    assert reached <= stats.poisson.ppf(0.999, discounted.runs / 10.0)
+
+
+@pytest.mark.parametrize(("mix", "within_hours"), [(1.0, 1.0), (0.25, 6.0)])
+def test_a_shift_in_clumped_traffic_still_pages_once(mix: float, within_hours: float) -> None:
+    base, other = corpus("debian"), corpus("docstrings")
+    for seed in (50, 51):
+        out = study.simulate(base, other, mix=mix, shift_at=24.0, back_at=72.0, hours=108.0,
+                             rate=120, every=60, seed=seed, clump=0.3)  # fmt: skip
+        assert len(out.triggers) == 1, out.triggers
+        assert 0 < out.triggers[0] <= within_hours, out.triggers
+        assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves

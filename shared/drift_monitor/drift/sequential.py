@@ -83,6 +83,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from drift_monitor.drift.dispersion import BlockMeans, Dispersion, RunDispersion
 from drift_monitor.drift.knn import DEFAULT_K, knn_distances, tie_margin
 from drift_monitor.drift.quality import row_groups
 
@@ -319,11 +320,16 @@ class ShiftRun:
         Sorted projections of the shift calibration rows onto the same direction.
     index
         ``i >= 1``: the direction is the ``i``-th estimated since the baseline was fitted.
+    clumping
+        How clumped in time the baseline is along this direction (its block means' projections
+        against the shift calibration rows' variance); a run's shift bets along it are
+        discounted by its factor.
     """
 
     projections: FloatArray
     calibration: FloatArray
     index: int
+    clumping: Dispersion = field(default_factory=Dispersion)
 
 
 def calibrate(
@@ -387,11 +393,16 @@ def _calibrated(bet: Bet, c: FloatArray, delta: float) -> Calibrated:
 
 @dataclass(frozen=True)
 class Reference:
-    """The fitted baseline: the fitting part ``R`` and the calibration part ``C``."""
+    """The fitted baseline: the fitting part ``R`` and the calibration part ``C``.
+
+    ``calibration_index`` holds the position of each row of ``C`` in the baseline sample it
+    was drawn from (which is in time order), or ``None`` when unknown.
+    """
 
     fit: npt.NDArray[np.float32]
     calibration: npt.NDArray[np.float32]
     k: int = DEFAULT_K
+    calibration_index: npt.NDArray[np.intp] | None = None
 
     def score(self, vectors: npt.ArrayLike) -> FloatArray:
         """Novelty scores of ``vectors``: distance to their ``k``-th neighbour in ``R``."""
@@ -424,7 +435,12 @@ def fit_reference(
     order = np.random.default_rng(seed).permutation(data.shape[0])
     size = max(2, min(fit_size, data.shape[0] // 2))
     fit = np.ascontiguousarray(data[order[:size]])
-    return Reference(fit=fit, calibration=np.ascontiguousarray(data[order[size:]]), k=k)
+    return Reference(
+        fit=fit,
+        calibration=np.ascontiguousarray(data[order[size:]]),
+        k=k,
+        calibration_index=order[size:],
+    )
 
 
 @dataclass(frozen=True)
@@ -439,15 +455,21 @@ class ShiftBasis:
     calibration
         The shift calibration rows (float16, a random part of ``C``). The shift direction never
         depends on them, so their projections onto it are a fresh null sample along it.
+    blocks
+        The baseline sample's means over blocks of time, so that its clumping along a shift
+        direction can be measured (:class:`drift_monitor.drift.dispersion.BlockMeans`);
+        ``None`` when unknown.
     """
 
     mean: FloatArray
     calibration: npt.NDArray[np.float16]
+    blocks: BlockMeans | None = None
 
 
-def shift_basis(reference: Reference) -> ShiftBasis | None:
+def shift_basis(reference: Reference, *, blocks: BlockMeans | None = None) -> ShiftBasis | None:
     """Set aside up to half of ``C`` (and :data:`SHIFT_CALIBRATION_BYTES`) for the shift bets.
 
+    ``blocks`` (the block means of the sample the reference was drawn from) is kept with them.
     Returns ``None`` when fewer than :data:`SHIFT_MIN_VECTORS` rows could be kept.
     """
     c = reference.calibration
@@ -457,7 +479,9 @@ def shift_basis(reference: Reference) -> ShiftBasis | None:
         return None
     rest = np.concatenate([reference.fit, c[: c.shape[0] - rows]]).astype(np.float64)
     return ShiftBasis(
-        mean=rest.mean(axis=0), calibration=np.ascontiguousarray(c[-rows:], dtype=np.float16)
+        mean=rest.mean(axis=0),
+        calibration=np.ascontiguousarray(c[-rows:], dtype=np.float16),
+        blocks=blocks,
     )
 
 
@@ -586,7 +610,11 @@ def shift_run(
             runs.append(None)
             continue
         projections = rounded @ w if rounded.shape[0] else np.zeros(0)
-        runs.append(ShiftRun(projections, np.sort(rows @ w), track.index))
+        along = rows @ w
+        clumping = (
+            basis.blocks.along(w, float(along.var())) if basis.blocks is not None else Dispersion()
+        )
+        runs.append(ShiftRun(projections, np.sort(along), track.index, clumping))
     return tuple(runs)
 
 
@@ -876,6 +904,7 @@ def step(
     window_fires: bool,
     shift: Sequence[ShiftRun | None] | None = None,
     repeats: Repeats | None = None,
+    overdispersion: RunDispersion | None = None,
 ) -> Step:
     """Advance the monitor by one run.
 
@@ -900,7 +929,17 @@ def step(
         once too (``state.atoms``) bets once per row: one vector taking a share of the traffic
         run after run (a client stuck on one output) accumulates as it should. ``None``: every
         row is distinct.
+    overdispersion
+        How much clumping in time inflates the variance of this run's outcomes
+        (:meth:`drift_monitor.drift.dispersion.BaselineDispersion.for_run`): the novelty bets'
+        log e-values for the run are divided by its ``novelty`` factor ``φ >= 1`` (still
+        e-values, by Jensen); the shift bets by the larger of its ``directions`` factor (the
+        baseline's top principal directions) and the factor measured along their own
+        direction (:attr:`ShiftRun.clumping`). ``None``: no clumping (``φ = 1``).
     """
+    phi = overdispersion or RunDispersion()
+    if not (phi.novelty >= 1.0 and phi.directions >= 1.0):
+        raise ValueError(f"overdispersion factors must be at least 1, got {phi}")
     s = np.asarray(scores, dtype=np.float64)
     first, sizes = _groups(repeats, state.atoms, s.shape[0])
     bets = calibrate(state.calibration, shift)
@@ -916,6 +955,12 @@ def step(
             run_log[j] = bet.log_e(wins, values.shape[0] - wins)
         else:  # identical rows have identical values: each group wins or loses as one
             run_log[j] = bet.log_e_grouped(sizes[won[first]], values.shape[0] - wins)
+        if bet.bet.side == "shift":
+            run = _run_for(bet.bet, shift)
+            along = 1.0 if run is None else run.clumping.factor(values.shape[0])
+            run_log[j] /= max(phi.directions, along)
+        else:
+            run_log[j] /= phi.novelty
     at_floor = state.log_evidence <= 0.0
     new = replace(
         state,

@@ -41,8 +41,10 @@ import numpy as np
 
 from drift_monitor.config import Settings
 from drift_monitor.domain.model_config import ModelConfig
+from drift_monitor.drift import dispersion as clumping
 from drift_monitor.drift import sequential
 from drift_monitor.drift.battery import MAX_LISTED_DIMENSIONS
+from drift_monitor.drift.decision import normalise_tests, test_levels
 from drift_monitor.drift.knn import knn_distances
 from drift_monitor.drift.quality import quality_report
 from drift_monitor.service import window_source
@@ -306,6 +308,7 @@ class _Stored:
     fitted: tuple[str, str] | None = None  # the baseline window R and C were drawn from
     baseline_count: int = 0
     incident_end: datetime | None = None  # when the last page resolved
+    dispersion: clumping.BaselineDispersion = field(default_factory=clumping.BaselineDispersion)
 
     @classmethod
     def load(cls, monitor: MonitorRepository, model_id: str) -> _Stored:
@@ -322,12 +325,25 @@ class _Stored:
             end = 4 * rows * dim
             reference = np.frombuffer(blob, dtype="<f4", count=rows * dim).reshape(rows, dim)
             shift_rows = int(doc.get("shift_rows") or 0)
-            if shift_rows and len(blob) == end + 2 * shift_rows * dim + 8 * dim:
+            shift_end = end + 2 * shift_rows * dim + 8 * dim
+            n_blocks = int(doc.get("shift_blocks") or 0)  # states saved before had none
+            if shift_rows and len(blob) in (shift_end, shift_end + n_blocks * (2 * dim + 4)):
                 calibration = np.frombuffer(
                     blob, dtype="<f2", count=shift_rows * dim, offset=end
                 ).reshape(shift_rows, dim)
-                mean = np.frombuffer(blob, dtype="<f8", offset=end + 2 * shift_rows * dim)
-                shift = sequential.ShiftBasis(mean=mean, calibration=calibration)
+                mean = np.frombuffer(
+                    blob, dtype="<f8", count=dim, offset=end + 2 * shift_rows * dim
+                )
+                blocks = None
+                if n_blocks and len(blob) > shift_end:
+                    means = np.frombuffer(
+                        blob, dtype="<f2", count=n_blocks * dim, offset=shift_end
+                    ).reshape(n_blocks, dim)
+                    sizes = np.frombuffer(
+                        blob, dtype="<i4", count=n_blocks, offset=shift_end + 2 * n_blocks * dim
+                    )
+                    blocks = clumping.BlockMeans(means=means, sizes=sizes)
+                shift = sequential.ShiftBasis(mean=mean, calibration=calibration, blocks=blocks)
         return cls(
             version=int(_attr(row, "version")),
             state=sequential.MonitorState.from_document(
@@ -341,13 +357,25 @@ class _Stored:
             fitted=None if fitted is None else (str(fitted[0]), str(fitted[1])),
             baseline_count=int(doc.get("baseline_count", 0)),
             incident_end=_parse_time(doc.get("incident_end")),
+            dispersion=clumping.BaselineDispersion.from_document(doc.get("dispersion")),
         )
 
-    def refit(self, fitted: sequential.Reference, window: tuple[str, str], count: int) -> None:
+    def refit(
+        self,
+        fitted: sequential.Reference,
+        scores: np.ndarray[Any, Any],
+        window: tuple[str, str],
+        count: int,
+        dispersion: clumping.BaselineDispersion,
+        blocks: clumping.BlockMeans | None = None,
+    ) -> None:
+        """Take a new baseline: ``R``, the shift rows, ``C``'s sorted ``scores``, its clumping
+        (and the ``blocks`` means it is measured from along a shift direction)."""
+        self.dispersion = dispersion
         self.reference = fitted.fit
-        self.shift = sequential.shift_basis(fitted)
+        self.shift = sequential.shift_basis(fitted, blocks=blocks)
         self.reference_changed = True
-        self.state = self.state.with_calibration(fitted.calibration_scores())
+        self.state = self.state.with_calibration(np.sort(scores))
         self.fitted, self.baseline_count = window, count
 
     def save(self, monitor: MonitorRepository, model_id: str, now: datetime) -> None:
@@ -361,6 +389,10 @@ class _Stored:
             "incident_end": None if self.incident_end is None else iso(self.incident_end),
             "reference_shape": None if self.reference is None else list(self.reference.shape),
             "shift_rows": None if self.shift is None else int(self.shift.calibration.shape[0]),
+            "shift_blocks": None
+            if self.shift is None or self.shift.blocks is None
+            else int(self.shift.blocks.sizes.shape[0]),
+            "dispersion": self.dispersion.to_document(),
         }
         blob = None
         if self.reference_changed or self.version is None:
@@ -370,6 +402,9 @@ class _Stored:
                 if self.shift is not None:
                     blob += self.shift.calibration.astype("<f2").tobytes()
                     blob += self.shift.mean.astype("<f8").tobytes()
+                    if self.shift.blocks is not None:
+                        blob += self.shift.blocks.means.astype("<f2").tobytes()
+                        blob += self.shift.blocks.sizes.astype("<i4").tobytes()
         saved = monitor.save_detection_state(
             model_id,
             self.version,
@@ -564,12 +599,19 @@ def _detect(
             base_seed,
         )
         fitted = sequential.fit_reference(drawn, base_seed, fit_size=config.max_samples)
-        stored.refit(fitted, window_key, outcome.n_baseline)
+        scores = fitted.score(fitted.calibration)
+        # the sample is in time order: blocks of about one schedule interval each
+        intervals = (baseline.end - baseline.start).total_seconds() / 60.0 / interval
+        blocks = int(intervals)
+        measured = clumping.measure(drawn, scores, fitted.calibration_index, blocks)
+        means = clumping.block_means(drawn, blocks)
+        stored.refit(fitted, scores, window_key, outcome.n_baseline, measured, means)
     assert stored.reference is not None
     reference = stored.reference
 
     window_fires = False
     repeats = 0
+    window_alpha: float | None = None
     if outcome.n_current >= config.min_samples:
         sample = view.sample()
         tested = instant_rows(
@@ -577,11 +619,17 @@ def _detect(
         )
         repeats = sample.shape[0] - tested.shape[0]
         engine = compare if compare is not None else _default_compare()
+        tests = list(config.statistical_test or INSTANT_TESTS)
+        levels = window_levels(
+            tests, budget.instant_alpha, stored.dispersion.for_run(tested.shape[0])
+        )
+        window_alpha = sum(levels.values()) if levels else budget.instant_alpha
         report = engine(
             reference[:INSTANT_REFERENCE_ROWS],
             tested,
-            tests=list(config.statistical_test or INSTANT_TESTS),
-            alpha=budget.instant_alpha,
+            tests=tests,
+            alpha=window_alpha,
+            weights=levels or None,
             seed=seed,
             threshold=config.drift_threshold,
             n_bootstrap=WINDOW_BOOTSTRAP,
@@ -594,6 +642,7 @@ def _detect(
         window_fires = bool(outcome.report.get("drift_detected"))
 
     arrived = view.arrived()
+    run_factor = stored.dispersion.for_run(arrived.shape[0])
     scores = knn_distances(reference, arrived) if len(arrived) else np.zeros(0)
     shift = sequential.shift_run(stored.state, stored.shift, arrived)
     result = sequential.step(
@@ -603,6 +652,7 @@ def _detect(
         window_fires=window_fires,
         shift=shift,
         repeats=sequential.repeats_of(arrived, until=view.watermark.timestamp()),
+        overdispersion=run_factor,
     )
     units = arrived if result.units is None else arrived[result.units]
     stored.state = sequential.observe_shift(result.state, stored.shift, reference, units)
@@ -615,6 +665,17 @@ def _detect(
         **result.to_dict(),
         "window_drift": window_fires,
         "window_repeats": repeats,
+        "overdispersion": {
+            "directions": round(stored.dispersion.directions.statistic, 4),
+            "novelty": round(stored.dispersion.novelty.statistic, 4),
+            "blocks": stored.dispersion.directions.blocks,
+            "block_rows": round(stored.dispersion.directions.block_rows, 1),
+            "run_factor": {
+                "directions": round(run_factor.directions, 4),
+                "novelty": round(run_factor.novelty, 4),
+            },
+            "window_alpha": window_alpha,
+        },
         "calibration_vectors": int(stored.state.calibration.shape[0]),
         "until": iso(view.watermark),
     }
@@ -626,6 +687,25 @@ def _detect(
         outcome.status = "insufficient_data"  # nothing new to judge: silence is not "ok"
     else:
         outcome.status = result.status
+
+
+def window_levels(
+    tests: Sequence[str], alpha: float, phi: clumping.RunDispersion
+) -> dict[str, float]:
+    """Each instant p-value test's level: its weighted-Bonferroni share of ``alpha``, deflated.
+
+    Test ``t`` gets its share of ``alpha`` (:func:`~drift_monitor.drift.decision.test_levels`),
+    deflated by the clumping of its family (:func:`~drift_monitor.drift.dispersion.deflated_level`:
+    the novelty test by the novelty outcomes', the others by the principal directions'). The
+    battery then runs at the sum of these levels with them as weights, so each test meets
+    exactly its own level; without clumping this is the plain split of ``alpha``.
+    """
+    shares = test_levels(normalise_tests(tests), alpha)
+    return {
+        name: clumping.deflated_level(share, phi.novelty if name == "novelty" else phi.directions)
+        for name, share in shares.items()
+        if share is not None
+    }
 
 
 def instant_rows(sample: np.ndarray, atoms: tuple[str, ...] = ()) -> np.ndarray:

@@ -408,3 +408,40 @@ def monitor_atoms(monitor: Any) -> dict[str, float]:
     from drift_monitor.service.detection import _Stored
 
     return _Stored.load(monitor, "m").state.atoms
+
+
+def _hourly(batches: Any, *, hours: int, per_hour: int, clump: float, seed: int) -> None:
+    """A week of hourly traffic before NOW; in each hour one of 8 topics takes ``clump`` of it."""
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(0.0, 3.0, size=(8, 4))
+    for h in range(hours, 0, -1):
+        rows = rng.normal(0.0, 1.0, size=(per_hour, 4))
+        rows[rng.random(per_hour) < clump] += topics[rng.integers(8)]
+        batches.add("m", NOW - timedelta(hours=h), rows.astype(np.float32))
+
+
+@pytest.mark.parametrize("clump", [0.0, 0.5])
+def test_a_baseline_clumped_in_time_lowers_the_window_level_and_tempers_runs(
+    batches, monitor, recorder, engine, settings, clump
+):
+    _hourly(batches, hours=160, per_hour=40, clump=clump, seed=4)
+    batches.add("m", NOW - timedelta(minutes=20), vectors(200, seed=5))
+    outcome = detect("m", batches, monitor, recorder, engine, settings)
+    clumping = outcome.monitor["overdispersion"]
+    call = engine.calls[0]
+    instant = outcome.monitor["instant_alpha"]
+    if clump == 0.0:  # exchangeable: measured near 1, nothing discounted
+        assert clumping["directions"] < 1.4 and clumping["blocks"] >= 100
+        assert clumping["run_factor"] == {"directions": 1.0, "novelty": 1.0}
+        assert call["alpha"] == pytest.approx(instant)
+    else:  # each test's share of the level is deflated by its family's factor
+        assert clumping["directions"] > 3.0
+        assert clumping["run_factor"]["directions"] > 2.0
+        # AD is discounted by the principal directions' clumping; novelty by its own outcomes'
+        assert set(call["weights"]) == {"ad", "novelty"}
+        assert call["weights"]["ad"] < instant / 2 / 100
+        assert call["weights"]["novelty"] <= instant / 2 * (1 + 1e-9)
+        assert call["alpha"] == pytest.approx(sum(call["weights"].values()))
+    # the measurement is kept with the baseline for the next runs
+    stored = monitor.states["m"].state["dispersion"]["directions"]
+    assert stored["statistic"] == pytest.approx(clumping["directions"], abs=1e-4)
