@@ -33,6 +33,10 @@ false-page budget against (none of them changes *what* is sent):
   of its first principal component into two halves (two "topics"); at hour ``h`` a row comes
   from the first half with probability ``0.5 + AMPLITUDE sin(2 pi h / 24)``. Over a day the
   mix is the base corpus; an hour's is not.
+* ``--clump SHARE``: traffic clumped in time. The base corpus is cut into 12 topics (each row
+  with the nearest of 12 random rows); every clock hour one topic, drawn by its size, makes
+  up that share of the hour's rows (a batch job, a campaign, one busy client). Over many hours
+  every topic keeps its share.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import numpy.typing as npt
 
 START = np.datetime64("2026-01-01T00:00:00", "s")
 POPULAR_ROWS = 20
+CLUMP_TOPICS = 12
 
 
 def anisotropic(seed: int, reverse: bool = False) -> npt.NDArray[np.float32]:
@@ -125,6 +130,16 @@ def topic_halves(base: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]
     return np.flatnonzero(projection <= cut), np.flatnonzero(projection > cut)
 
 
+def topics(base: npt.NDArray[np.float32], rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices of the base corpus per topic: the nearest of :data:`CLUMP_TOPICS` random
+    rows."""
+    anchors = base[rng.choice(base.shape[0], CLUMP_TOPICS, replace=False)].astype(np.float64)
+    x = base.astype(np.float64)
+    distances = (x**2).sum(1)[:, None] - 2.0 * x @ anchors.T + (anchors**2).sum(1)[None]
+    nearest = np.argmin(distances, axis=1)
+    return [np.flatnonzero(nearest == t) for t in range(CLUMP_TOPICS)]
+
+
 def build(
     base: npt.NDArray[np.float32],
     other: npt.NDArray[np.float32] | None,
@@ -139,6 +154,7 @@ def build(
     repeats: float = 0.0,
     popular: float = 0.0,
     cycle: float = 0.0,
+    clump: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and Unix-second timestamps of one stream (rows in time order)."""
     rng = np.random.default_rng(seed)
@@ -151,6 +167,15 @@ def build(
         first = rng.random(n) < 0.5 + cycle * np.sin(2 * np.pi * offsets / 86400.0)
         for half, rows_in in zip(halves, (first, ~first), strict=True):
             picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
+    if clump > 0:
+        groups = topics(base, np.random.default_rng([seed, 1]))  # the same topics per seed
+        sizes = np.array([g.size for g in groups], dtype=np.float64)
+        hour = (offsets // 3600).astype(np.int64)
+        hot = rng.choice(len(groups), size=int(hour.max()) + 1, p=sizes / sizes.sum())
+        chosen = np.flatnonzero(rng.random(n) < clump)
+        for i in chosen:
+            group = groups[hot[hour[i]]]
+            picks[i] = group[rng.integers(0, group.size)]
     if popular > 0:
         head = rng.choice(base.shape[0], size=min(POPULAR_ROWS, base.shape[0]), replace=False)
         weights = 1.0 / np.arange(1, head.size + 1)
@@ -184,11 +209,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=float, default=0.0, help="share of exact repeats")
     parser.add_argument("--popular", type=float, default=0.0, help="share of popular rows")
     parser.add_argument("--cycle", type=float, default=0.0, help="daily topic cycle amplitude")
+    parser.add_argument(
+        "--clump", type=float, default=0.0, help="share of each hour from one topic"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if not 0.0 <= args.cycle <= 0.5:
         parser.error("--cycle must be in [0, 0.5]")
-    for name in ("repeats", "popular"):
+    for name in ("repeats", "popular", "clump"):
         if not 0.0 <= getattr(args, name) < 1.0:
             parser.error(f"--{name} must be in [0, 1)")
     base = base_corpus(args.base)
@@ -212,6 +240,7 @@ def main() -> None:
         repeats=args.repeats,
         popular=args.popular,
         cycle=args.cycle,
+        clump=args.clump,
     )
     np.savez(args.out, embeddings=rows, timestamps=stamps)
     print(f"{args.out}: {rows.shape[0]} rows x {rows.shape[1]}, {args.days:g} days")

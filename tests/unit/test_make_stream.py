@@ -88,7 +88,31 @@ def test_a_topic_cycle_moves_the_hourly_mix_but_not_the_daily_one(make_stream: A
     assert in_first.mean() == pytest.approx(0.5, abs=0.04)
 
 
-@pytest.mark.parametrize("flag", ["--repeats", "--popular", "--cycle"])
+def test_clumped_hours_take_one_topic_each_but_every_topic_keeps_its_share(
+    make_stream: Any,
+) -> None:
+    base = make_stream.base_corpus("gaussian:6")
+    rows, stamps = make_stream.build(base, None, days=6, rate=300, mix=0, shift_at=None,
+                                     back_at=None, seed=5, clump=0.5)  # fmt: skip
+    groups = make_stream.topics(base, np.random.default_rng([5, 1]))  # build's, for seed 5
+    assert len(groups) == make_stream.CLUMP_TOPICS
+    assert sum(g.size for g in groups) == base.shape[0]
+    topic_of = np.empty(base.shape[0], dtype=int)
+    for t, g in enumerate(groups):
+        topic_of[g] = t
+    index = {r.tobytes(): i for i, r in enumerate(base)}
+    topic = topic_of[[index[r.tobytes()] for r in rows]]
+    hour = _hours(stamps)
+    # the busiest topic of an hour holds about half of it plus its own share
+    top = [np.bincount(topic[hour == h]).max() / (hour == h).sum() for h in np.unique(hour)]
+    assert np.median(top) > 0.5
+    # over six days every topic is near its share of the corpus
+    shares = np.bincount(topic, minlength=len(groups)) / topic.size
+    expected = np.array([g.size for g in groups]) / base.shape[0]
+    assert np.abs(shares - expected).max() < 0.06
+
+
+@pytest.mark.parametrize("flag", ["--repeats", "--popular", "--cycle", "--clump"])
 def test_a_share_outside_0_1_is_a_one_line_error(tmp_path: Path, flag: str) -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--base", "synthetic", flag, "1.5",
