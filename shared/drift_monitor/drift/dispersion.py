@@ -4,9 +4,9 @@ Every test and bet of the monitor treats the vectors of a run as independent dra
 traffic's distribution. Real traffic is often clumped instead: a topic bursts for an hour (a
 batch job, a campaign, one busy user), or the mix follows the time of day. Then one run's
 vectors move together and a run carries less information than its row count says. Tests that
-count rows mistake the clumping for a shift: 8 days of Debian descriptions in which one random
-section made up 30 % of each hour (the sections in their usual shares over the day) were paged
-3 times, and at 60 % 25 times.
+count rows mistake the clumping for a shift: 8 days of Debian descriptions in which one of 12 topics
+made up 60 % of each hour (every topic in its usual share over the day) were paged 36 times,
+and when one Debian section made up 30 % of each hour, 3 times.
 
 The baseline shows the clumping before any shift does, so the monitor measures it there and
 discounts what a run can prove by it.
@@ -23,8 +23,8 @@ discounts what a run can prove by it.
   ``sqrt(2 / (B - 1))``.
 * **Excess.** ``max(0, F - 1 - 3 sqrt(2 / (B - 1)))``: only clumping beyond three standard
   deviations of the null (and the maximum over ``K`` directions) counts, so exchangeable
-  traffic gets 0 (measured: ``F`` of 1.13 to 1.23 on stationary real and synthetic streams
-  against 6.3 for the 30 % topic bursts and 7.6 for a daily topic cycle).
+  traffic gets 0 (measured: ``F`` of 1.13 to 1.23 on stationary real and synthetic streams,
+  against 6.3 for 30 % section bursts and 7.6 for a daily topic cycle).
 * **Novelty.** The same ratio for the novelty scores: for the calibration rows ``C``
   (placed in their blocks by their position in the sample), the rank of the score and the
   indicators of a score above the baseline's top 20 % and top 5 % and below its bottom 20 %
