@@ -159,14 +159,16 @@ def block_dispersion(
     directions
         ``K``, the number of principal directions.
     """
-    x = np.asarray(sample, dtype=np.float64)
+    x = np.asarray(sample)
     if x.ndim != 2 or x.shape[0] < 2:
         return Dispersion()
     n, d = x.shape
-    centred = x - x.mean(axis=0)
-    values, vectors = np.linalg.eigh(centred.T @ centred / (n - 1))
+    # one float32 copy (the sample's size again), the small products in float64
+    centred = np.asarray(x, dtype=np.float32) - x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    values, vectors = np.linalg.eigh((centred.T @ centred).astype(np.float64) / (n - 1))
     top = np.argsort(values)[::-1][: min(directions, d)]
-    return grouped_dispersion(centred @ vectors[:, top], block_of(np.arange(n), n, blocks), blocks)
+    projected = centred @ vectors[:, top].astype(np.float32)
+    return grouped_dispersion(projected, block_of(np.arange(n), n, blocks), blocks)
 
 
 #: Most bytes the block means kept for the shift bets may take (float16); more blocks are merged.
@@ -212,7 +214,7 @@ def block_means(sample: npt.ArrayLike, blocks: int) -> BlockMeans | None:
     ``blocks`` is lowered so that each block holds at least :data:`MIN_BLOCK_ROWS` rows and the
     means fit :data:`BLOCK_MEANS_BYTES`; ``None`` below :data:`MIN_BLOCKS` blocks.
     """
-    x = np.asarray(sample, dtype=np.float64)
+    x = np.asarray(sample)
     if x.ndim != 2 or x.shape[0] == 0:
         return None
     n, d = x.shape
@@ -220,11 +222,10 @@ def block_means(sample: npt.ArrayLike, blocks: int) -> BlockMeans | None:
     if b < MIN_BLOCKS:
         return None
     edges = np.linspace(0, n, b + 1).astype(np.int64)
-    sums = np.add.reduceat(x - x.mean(axis=0), edges[:-1], axis=0)
     sizes = np.diff(edges)
-    return BlockMeans(
-        means=(sums / sizes[:, None]).astype(np.float16), sizes=sizes.astype(np.int32)
-    )
+    sums = np.add.reduceat(x, edges[:-1], axis=0, dtype=np.float64)  # no copy of the sample
+    means = sums / sizes[:, None] - x.mean(axis=0, dtype=np.float64)
+    return BlockMeans(means=means.astype(np.float16), sizes=sizes.astype(np.int32))
 
 
 def block_of(positions: npt.ArrayLike, sample_rows: int, blocks: int) -> npt.NDArray[np.int64]:
