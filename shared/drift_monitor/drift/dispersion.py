@@ -65,6 +65,8 @@ MIN_BLOCKS = 12
 MIN_BLOCK_ROWS = 20
 #: Null standard deviations of ``F`` that do not count as clumping.
 MARGIN_SDS = 3.0
+#: Rows centred at a time when measuring (bounds the memory of a measurement).
+CHUNK_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -163,11 +165,18 @@ def block_dispersion(
     if x.ndim != 2 or x.shape[0] < 2:
         return Dispersion()
     n, d = x.shape
-    # one float32 copy (the sample's size again), the small products in float64
-    centred = np.asarray(x, dtype=np.float32) - x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    values, vectors = np.linalg.eigh((centred.T @ centred).astype(np.float64) / (n - 1))
-    top = np.argsort(values)[::-1][: min(directions, d)]
-    projected = centred @ vectors[:, top].astype(np.float32)
+    # centred in chunks of rows: no copy of the whole sample
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    chunks = range(0, n, CHUNK_ROWS)
+    scatter = np.zeros((d, d))
+    for start in chunks:
+        c = np.asarray(x[start : start + CHUNK_ROWS], dtype=np.float32) - mean
+        scatter += c.T @ c
+    values, vectors = np.linalg.eigh(scatter / (n - 1))
+    top = vectors[:, np.argsort(values)[::-1][: min(directions, d)]].astype(np.float32)
+    projected = np.concatenate(
+        [(np.asarray(x[i : i + CHUNK_ROWS], dtype=np.float32) - mean) @ top for i in chunks]
+    )
     return grouped_dispersion(projected, block_of(np.arange(n), n, blocks), blocks)
 
 
@@ -223,8 +232,8 @@ def block_means(sample: npt.ArrayLike, blocks: int) -> BlockMeans | None:
         return None
     edges = np.linspace(0, n, b + 1).astype(np.int64)
     sizes = np.diff(edges)
-    sums = np.add.reduceat(x, edges[:-1], axis=0, dtype=np.float64)  # no copy of the sample
-    means = sums / sizes[:, None] - x.mean(axis=0, dtype=np.float64)
+    sums = np.add.reduceat(x, edges[:-1], axis=0)  # in the sample's dtype: no copy of it
+    means = sums.astype(np.float64) / sizes[:, None] - x.mean(axis=0, dtype=np.float64)
     return BlockMeans(means=means.astype(np.float16), sizes=sizes.astype(np.int32))
 
 
