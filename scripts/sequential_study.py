@@ -37,6 +37,9 @@ sys.path.insert(0, str(ROOT / "shared"))
 from drift_monitor.drift import dispersion as dp  # noqa: E402
 from drift_monitor.drift import sequential as sq  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_stream  # noqa: E402  (the stream builder's topics)
+
 DATA = ROOT.parent / "shared" / "data"
 FIT = 2000  # the default max_samples
 
@@ -88,8 +91,8 @@ def simulate(
 ) -> Outcome:
     """One model: a baseline from the stream's first days, then the monitor on the schedule.
 
-    ``clump > 0`` makes the traffic clumped in time: the corpus is cut into
-    :data:`CLUMP_TOPICS` topics (nearest of as many random rows) and in every run one topic,
+    ``clump > 0`` makes the traffic clumped in time: the corpus is cut into 12 topics as
+    ``make_stream.py --clump`` does (nearest of as many random rows) and in every run one topic,
     drawn by its size, makes up ``clump`` of the run's rows, so over many runs every topic keeps
     its share. The baseline is then built run by run too, its clumping measured
     (``drift.dispersion``) and, with ``discount``, each run's evidence discounted by it, as the
@@ -98,7 +101,7 @@ def simulate(
     rng = np.random.default_rng(seed)
     n_base = int(min(rate * 24 * baseline_days, FIT + sq.CALIBRATION_VECTORS))
     draw = _clumped_draw(base, clump, rng) if clump > 0 else None
-    measured = dp.BaselineDispersion()
+    measured, blocks = dp.BaselineDispersion(), None
     if draw is None:
         baseline = base[rng.integers(0, base.shape[0], size=n_base)]
         reference = sq.fit_reference(baseline, seed, fit_size=FIT)
@@ -111,9 +114,8 @@ def simulate(
         reference = sq.fit_reference(baseline, seed, fit_size=FIT)
         calibration = reference.score(reference.calibration)
         measured = dp.measure(baseline, calibration, reference.calibration_index, per_run)
-    blocks = None
-    if draw is not None and discount:
-        blocks = dp.block_means(baseline, int(baseline_days * 24 * 60 / every))
+        if discount:
+            blocks = dp.block_means(baseline, per_run)
     basis = sq.shift_basis(reference, blocks=blocks)
     state = sq.MonitorState().with_calibration(reference.calibration_scores())
     budget = sq.Budget(days, every)
@@ -162,23 +164,18 @@ def simulate(
     return Outcome(triggers, resolves, hours, runs, max_evidence, crossings)
 
 
-CLUMP_TOPICS = 12
-
-
 def _clumped_draw(
     base: npt.NDArray[np.float32], clump: float, rng: np.random.Generator
 ) -> Callable[[int], npt.NDArray[np.float32]]:
-    """``draw(n)``: one run's rows, ``clump`` of them from one topic drawn by its size."""
-    anchors = base[rng.choice(base.shape[0], CLUMP_TOPICS, replace=False)]
-    distances = (base**2).sum(1)[:, None] - 2.0 * base @ anchors.T + (anchors**2).sum(1)[None]
-    topic = np.argmin(distances, axis=1)
-    members = [np.flatnonzero(topic == t) for t in range(CLUMP_TOPICS)]
+    """``draw(n)``: one run's rows, ``clump`` of them from one topic (``make_stream.topics``)
+    drawn by its size."""
+    members = make_stream.topics(base, rng)
     sizes = np.array([m.size for m in members], dtype=np.float64)
 
     def draw(n: int) -> npt.NDArray[np.float32]:
         rows = base[rng.integers(0, base.shape[0], size=n)]
         hot = rng.random(n) < clump
-        chosen = members[int(rng.choice(CLUMP_TOPICS, p=sizes / sizes.sum()))]
+        chosen = members[int(rng.choice(len(members), p=sizes / sizes.sum()))]
         rows[hot] = base[chosen[rng.integers(0, chosen.size, size=int(hot.sum()))]]
         return rows
 

@@ -131,16 +131,6 @@ def test_a_run_is_tempered_by_its_familys_factor():
                 overdispersion=dp.RunDispersion(novelty=0.5))  # fmt: skip
 
 
-def test_tempered_e_values_stay_e_values():
-    # E[e^(1/phi)] <= E[e]^(1/phi) <= 1: a bet paying 1 - lam + lam 1{win} / pi at its
-    # null rate pi has mean 1, its tempered payoff a mean below 1.
-    pi, lam = 0.05, 0.5
-    e_win, e_loss = 1 - lam + lam / pi, 1 - lam
-    for phi in (1.0, 2.0, 10.0):
-        mean = pi * e_win ** (1 / phi) + (1 - pi) * e_loss ** (1 / phi)
-        assert mean <= 1.0 + 1e-12
-
-
 def test_block_means_measure_the_clumping_along_any_direction():
     x = clumped(6000, 120, 0.3)
     means = dp.block_means(x, 120)
