@@ -3,7 +3,10 @@
 
 Draws rows at random (with replacement) from a base corpus at a steady rate, Poisson arrival
 times, and from ``--shift-at`` hours on replaces a share ``--mix`` of them with rows of
-another corpus (a new kind of traffic), until ``--back-at`` hours if given::
+another corpus (a new kind of traffic), until ``--back-at`` hours if given. With ``--ramp H``
+the share grows linearly from 0 at ``--shift-at`` to ``--mix`` ``H`` hours later (gradual
+drift: a new kind of traffic taking over slowly); with ``--recur H`` the shift comes back every
+``H`` hours, for as long as it lasted the first time (recurring drift)::
 
     .venv/bin/python scripts/make_stream.py --base ../shared/data/wordnet_noun_minilm384.npy \\
         --days 15 --rate 120 --out /tmp/nouns.npz
@@ -155,6 +158,8 @@ def build(
     popular: float = 0.0,
     cycle: float = 0.0,
     clump: float = 0.0,
+    ramp: float = 0.0,
+    recur: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and Unix-second timestamps of one stream (rows in time order)."""
     rng = np.random.default_rng(seed)
@@ -188,8 +193,13 @@ def build(
     rows = base[picks].copy()
     if other is not None and shift_at is not None and mix > 0:
         hour = offsets / 3600.0
-        live = (hour >= shift_at) & (hour < (back_at if back_at is not None else np.inf))
-        swap = live & (rng.random(n) < mix)
+        since = hour - shift_at
+        if recur is not None and back_at is not None:
+            since = np.where(since >= 0, since % recur, since)
+        length = back_at - shift_at if back_at is not None else np.inf
+        live = (since >= 0) & (since < length)
+        share = mix * np.clip(since / ramp, 0.0, 1.0) if ramp > 0 else mix
+        swap = live & (rng.random(n) < share)
         rows[swap] = other[rng.integers(0, other.shape[0], size=int(swap.sum()))]
     stamps = START.astype(np.int64) + offsets
     return rows, stamps
@@ -212,10 +222,22 @@ def main() -> None:
     parser.add_argument(
         "--clump", type=float, default=0.0, help="share of each hour from one topic"
     )
+    parser.add_argument(
+        "--ramp", type=float, default=0.0, help="hours over which the share grows to --mix"
+    )
+    parser.add_argument(
+        "--recur", type=float, default=None, help="hours after which the shift comes back"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if not 0.0 <= args.cycle <= 0.5:
         parser.error("--cycle must be in [0, 0.5]")
+    if args.ramp < 0:
+        parser.error("--ramp must be >= 0")
+    if args.recur is not None and (
+        args.shift_at is None or args.back_at is None or args.recur < args.back_at - args.shift_at
+    ):
+        parser.error("--recur needs --shift-at and --back-at, and at least their distance")
     for name in ("repeats", "popular", "clump"):
         if not 0.0 <= getattr(args, name) < 1.0:
             parser.error(f"--{name} must be in [0, 1)")
@@ -241,6 +263,8 @@ def main() -> None:
         popular=args.popular,
         cycle=args.cycle,
         clump=args.clump,
+        ramp=args.ramp,
+        recur=args.recur,
     )
     np.savez(args.out, embeddings=rows, timestamps=stamps)
     print(f"{args.out}: {rows.shape[0]} rows x {rows.shape[1]}, {args.days:g} days")

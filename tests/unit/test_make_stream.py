@@ -112,6 +112,40 @@ def test_clumped_hours_take_one_topic_each_but_every_topic_keeps_its_share(
     assert np.abs(shares - expected).max() < 0.06
 
 
+def test_a_ramp_grows_the_share_linearly_then_holds_it(make_stream: Any) -> None:
+    base = make_stream.base_corpus("synthetic:8")
+    other = np.full((4, 8), 9.0, dtype=np.float32)  # rows no base row can be
+    rows, stamps = make_stream.build(base, other, days=5, rate=400, mix=0.4, shift_at=24,
+                                     back_at=None, seed=6, ramp=48)  # fmt: skip
+    hour = (stamps - make_stream.START.astype(np.int64)) // 3600
+    mixed = rows[:, 0] == 9.0
+    assert not mixed[hour < 24].any()
+    # hours 24-48 average a share of 0.1, hours 48-72 of 0.3, then 0.4
+    for (a, b), share in (((24, 48), 0.1), ((48, 72), 0.3), ((72, 120), 0.4)):
+        assert mixed[(hour >= a) & (hour < b)].mean() == pytest.approx(share, abs=0.03)
+
+
+def test_a_recurring_shift_comes_back_for_as_long_each_time(make_stream: Any) -> None:
+    base = make_stream.base_corpus("synthetic:8")
+    other = np.full((4, 8), 9.0, dtype=np.float32)
+    rows, stamps = make_stream.build(base, other, days=3, rate=200, mix=1.0, shift_at=10,
+                                     back_at=14, seed=7, recur=24)  # fmt: skip
+    hour = (stamps - make_stream.START.astype(np.int64)) // 3600
+    mixed = rows[:, 0] == 9.0
+    live = (hour % 24 >= 10) & (hour % 24 < 14)
+    assert np.array_equal(mixed, live)
+
+
+def test_recur_needs_a_shift_window(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--base", "synthetic", "--recur", "24",
+         "--out", str(tmp_path / "s.npz")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--recur needs --shift-at and --back-at" in result.stderr
+    assert not (tmp_path / "s.npz").exists()
+
+
 @pytest.mark.parametrize("flag", ["--repeats", "--popular", "--cycle", "--clump"])
 def test_a_share_outside_0_1_is_a_one_line_error(tmp_path: Path, flag: str) -> None:
     result = subprocess.run(

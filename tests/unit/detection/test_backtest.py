@@ -23,15 +23,19 @@ def rows(n: int, *, other: bool = False, seed: int = 0) -> np.ndarray[Any, Any]:
 
 
 def stream(path: Path, hours: int = 12, rate: int = 300, shift: tuple[int, int] | None = None,
-           seed: int = 0) -> Path:  # fmt: skip
+           seed: int = 0, shifts: tuple[tuple[int, int], ...] = (), ramp: float = 0.0,
+           share: float = 1.0) -> Path:  # fmt: skip
+    """A replayable stream; from each ``(start, end)`` hour of ``shift``/``shifts`` a share
+    of the rows (growing linearly to ``share`` over ``ramp`` hours) is another kind of traffic."""
     rng = np.random.default_rng(seed)
     n = hours * rate
     seconds = START + np.sort(rng.integers(0, hours * 3600, size=n))
     embeddings = rows(n, seed=seed + 1)
-    if shift is not None:
-        hour = (seconds - START) / 3600
-        live = (hour >= shift[0]) & (hour < shift[1])
-        embeddings[live] = rows(int(live.sum()), other=True, seed=seed + 2)
+    hour = (seconds - START) / 3600
+    for i, (start, end) in enumerate(((shift,) if shift is not None else ()) + shifts):
+        grown = np.clip((hour - start) / ramp, 0.0, 1.0) if ramp > 0 else 1.0
+        live = (hour >= start) & (hour < end) & (rng.random(n) < share * grown)
+        embeddings[live] = rows(int(live.sum()), other=True, seed=seed + 2 + i)
     order = rng.permutation(n)  # rows may come in any order
     np.savez(path, embeddings=embeddings[order], timestamps=seconds[order])
     return path
@@ -81,6 +85,35 @@ def test_a_complete_change_pages_at_once_and_resolves(tmp_path, capsys):
     statuses = {r["at"][11:13]: r["status"] for r in doc["runs"]}
     assert statuses["09"] == "drift"
     assert doc["summary"]["first_trigger_at"] == trigger
+
+
+def _pages(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(p["action"], p["at"][8:13]) for p in doc["pages"] if p["action"] != "remind"]
+
+
+def test_a_shift_that_recurs_after_its_resolve_pages_again(tmp_path, capsys):
+    path = stream(tmp_path / "s.npz", hours=26, shifts=((8, 11), (18, 21)))
+    code, out, _ = backtest(capsys, str(path), "--json")
+    assert code == 0
+    # once per shift, at its first run, each resolved after the return
+    assert _pages(json.loads(out)) == [
+        ("trigger", "01T09"), ("resolve", "01T12"), ("trigger", "01T19"), ("resolve", "01T22"),
+    ]  # fmt: skip
+
+
+def test_a_shift_that_grows_slowly_pages_once_and_stays_open(tmp_path, capsys):
+    # the other traffic grows from 0 to 60 % of each hour over 12 hours from hour 8
+    path = stream(tmp_path / "s.npz", hours=24, rate=200, shifts=((8, 24),), ramp=12,
+                  share=0.6)  # fmt: skip
+    code, out, _ = backtest(capsys, str(path), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    pages = _pages(doc)
+    assert len(pages) == 1 and pages[0][0] == "trigger"
+    paged_at = int(pages[0][1][-2:])
+    assert 9 <= paged_at <= 16  # not before the ramp, and before it reached its height
+    statuses = [r["status"] for r in doc["runs"] if int(r["at"][11:13]) > paged_at]
+    assert statuses and set(statuses) == {"drift"}  # no flapping while it persists
 
 
 def test_human_summary_and_config_and_schedule(tmp_path, capsys):
