@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stream",
         type=Path,
         metavar="STREAM.npz",
-        help="embeddings (n, d) and timestamps (n,): int64 Unix seconds or datetime64",
+        help="embeddings (n, d) and timestamps (n,): Unix seconds (int64; floats are floored) "
+        "or datetime64",
     )
     parser.add_argument("--model-id", default="backtest", help="model id (default: backtest)")
     parser.add_argument(

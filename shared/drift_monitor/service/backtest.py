@@ -33,6 +33,9 @@ from drift_monitor.service import alerting, detection, ingest
 # Rows are sent in batches of at most this span of stream time (and BATCH_SIZE rows): close
 # enough to the recorded timestamps for hour-long windows, few enough requests to be fast.
 BATCH_SPAN = timedelta(minutes=15)
+# Unix seconds a replay can date (Python datetimes, with room for the runs after the last row)
+FIRST_SECOND = int(datetime(1, 1, 2, tzinfo=UTC).timestamp())
+LAST_SECOND = int(datetime(9999, 12, 1, tzinfo=UTC).timestamp())
 
 
 class StreamError(ValueError):
@@ -58,7 +61,8 @@ class Stream:
 def load_stream(path: Path) -> Stream:
     """Read ``STREAM.npz`` (``embeddings`` (n, d), ``timestamps`` (n,)); sort it by time.
 
-    ``timestamps`` are int64 Unix seconds or numpy ``datetime64``; rows may come in any order.
+    ``timestamps`` are int64 Unix seconds or numpy ``datetime64`` (float seconds, such as
+    ``time.time()`` values, are floored to whole seconds); rows may come in any order.
 
     Raises
     ------
@@ -101,9 +105,20 @@ def load_stream(path: Path) -> Stream:
         seconds = timestamps.astype("datetime64[s]").astype(np.int64)
     elif np.issubdtype(timestamps.dtype, np.integer):
         seconds = timestamps.astype(np.int64)
+    elif np.issubdtype(timestamps.dtype, np.floating):  # time.time() values: whole seconds
+        if not np.all(np.isfinite(timestamps)):
+            raise StreamError("timestamps contain NaN or infinite values")
+        if np.abs(timestamps).max() >= 2.0**62:
+            raise StreamError("timestamps are too large for Unix seconds")
+        seconds = np.floor(timestamps).astype(np.int64)
     else:
         raise StreamError(
             f"timestamps must be int64 Unix seconds or datetime64, got dtype {timestamps.dtype}"
+        )
+    if seconds.max() > LAST_SECOND or seconds.min() < FIRST_SECOND:
+        raise StreamError(
+            f"timestamps run from {seconds.min()} to {seconds.max()}: Unix seconds must lie "
+            "between the years 1 and 9999 (milliseconds? divide by 1000)"
         )
     order = np.argsort(seconds, kind="stable")
     return Stream(np.ascontiguousarray(vectors[order]), seconds[order])

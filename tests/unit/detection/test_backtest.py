@@ -138,6 +138,17 @@ def test_datetime64_timestamps_are_accepted(tmp_path, capsys):
     assert code == 0 and json.loads(out)["summary"]["runs"] == 3
 
 
+def test_float_seconds_are_floored_to_whole_seconds(tmp_path, capsys):
+    whole = stream(tmp_path / "whole.npz", hours=3)
+    with np.load(whole) as archive:
+        embeddings, seconds = archive["embeddings"], archive["timestamps"]
+    np.savez(tmp_path / "float.npz", embeddings=embeddings, timestamps=seconds + 0.75)
+    code_whole, out_whole, _ = backtest(capsys, str(whole), "--json")
+    code_float, out_float, _ = backtest(capsys, str(tmp_path / "float.npz"), "--json")
+    assert code_whole == code_float == 0
+    assert json.loads(out_float) == json.loads(out_whole)
+
+
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
@@ -151,8 +162,16 @@ def test_datetime64_timestamps_are_accepted(tmp_path, capsys):
         ({"embeddings": np.zeros((0, 16)), "timestamps": np.arange(0)}, "empty"),
         ({"embeddings": np.zeros(10), "timestamps": np.arange(10)}, "must be 2-D"),
         (
-            {"embeddings": rows(10), "timestamps": np.linspace(0, 1, 10)},
+            {"embeddings": rows(10), "timestamps": np.array(["2026-03-01"] * 10)},
             "int64 Unix seconds or datetime64",
+        ),
+        (
+            {"embeddings": rows(10), "timestamps": np.full(10, np.nan)},
+            "timestamps contain NaN",
+        ),
+        (
+            {"embeddings": rows(10), "timestamps": (START + np.arange(10)) * 1000},
+            "milliseconds? divide by 1000",
         ),
     ],
 )
