@@ -96,8 +96,8 @@ def load_stream(path: Path) -> Stream:
             f"timestamps must have shape ({embeddings.shape[0]},) like the embeddings' rows, "
             f"got {timestamps.shape}"
         )
-    vectors = embeddings.astype(np.float32)
-    if not np.all(np.isfinite(vectors)):
+    vectors = embeddings.astype(np.float32, copy=False)  # no second copy of a float32 stream
+    if not all(np.isfinite(vectors[i : i + 65536]).all() for i in range(0, len(vectors), 65536)):
         raise StreamError("embeddings contain NaN or infinite values (or overflow float32)")
     if np.issubdtype(timestamps.dtype, np.datetime64):
         if np.any(np.isnat(timestamps)):
@@ -120,8 +120,10 @@ def load_stream(path: Path) -> Stream:
             f"timestamps run from {seconds.min()} to {seconds.max()}: Unix seconds must lie "
             "between the years 1 and 9999 (milliseconds? divide by 1000)"
         )
+    if np.all(seconds[1:] >= seconds[:-1]):  # already in time order: no reordered copy
+        return Stream(np.ascontiguousarray(vectors), seconds)
     order = np.argsort(seconds, kind="stable")
-    return Stream(np.ascontiguousarray(vectors[order]), seconds[order])
+    return Stream(vectors[order], seconds[order])
 
 
 @dataclass(frozen=True)
