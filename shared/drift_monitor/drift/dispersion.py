@@ -25,6 +25,13 @@ discounts what a run can prove by it.
   deviations of the null (and the maximum over ``K`` directions) counts, so exchangeable
   traffic gets 0 (measured: ``F`` of 1.13 to 1.23 on stationary real and synthetic streams,
   against 6.3 for 30 % section bursts and 7.6 for a daily topic cycle).
+* **Time scales.** A clump can last longer than a block (a weekend's mix lasts 48 hourly
+  runs), and the evidence sums runs: a sum of ``L`` runs is inflated by the clumping of blocks
+  ``L`` times as long. So ``F`` is also taken with ``L = 2, 4, 8, ...`` consecutive blocks
+  merged (while at least :data:`MIN_BLOCKS` remain), each against its own null margin (the
+  coarse scales' few blocks make ``F`` skewed: their margin is the exact ``χ²`` quantile,
+  their tail shared among them), and the scale with the largest excess is used
+  (:attr:`Dispersion.scale`).
 * **Novelty.** The same ratio for the novelty scores: for the calibration rows ``C``
   (placed in their blocks by their position in the sample), the rank of the score and the
   indicators of a score above the baseline's top 20 % and top 5 % and below its bottom 20 %
@@ -35,16 +42,18 @@ discounts what a run can prove by it.
   (:meth:`BlockMeans.along`).
 * **Use.** A clumped stream's block means vary by ``τ²`` beyond sampling noise, and
   ``F - 1 ≈ n_b τ² / σ²``. A run of ``n`` rows then has its variance inflated by
-  ``φ(n) = 1 + (F - 1) n / n_b`` (:meth:`Dispersion.factor`, with the excess over the margin in
-  place of ``F - 1``). The monitor divides each run's log e-value by ``φ`` (tempering:
-  ``E[e^{1/φ}] <= E[e]^{1/φ} <= 1`` by Jensen, so the guarantee on exchangeable traffic is
-  untouched, and on clumped traffic a Gaussian approximation of the run's log e-value gets
-  back the exponent it has without clumping): the novelty bets by the novelty ``φ``, the
-  shift bets by the larger of the principal directions' ``φ`` and their own direction's
-  (either can be the larger: a daily cycle clumps the first principal direction, a topic's
-  bursts the direction of that topic). The instant check's level is
-  deflated as if its statistics' variance were inflated by ``φ`` (:func:`deflated_level`): the
-  novelty test by the novelty ``φ``, the others by the principal directions'.
+  ``φ(n) = 1 + (F - 1) n / n_b`` (:meth:`Dispersion.factor`, with the excess over the margin
+  in place of ``F - 1``; at scale ``L``, ``F_L - 1 ≈ L n_b τ_L² / σ²`` inflates a sum of ``L``
+  runs by the same expression, ``n_b`` still one block's rows). The monitor divides each run's
+  log e-value by ``φ`` (tempering: ``E[e^{1/φ}] <= E[e]^{1/φ} <= 1`` by Jensen, so the
+  guarantee on exchangeable traffic is untouched, and on clumped traffic a Gaussian
+  approximation of the run's log e-value gets back the exponent it has without clumping): the
+  novelty bets by the novelty ``φ``, the shift bets by the larger of the principal directions'
+  ``φ`` and their own direction's (either can be the larger: a daily cycle clumps the first
+  principal direction, a topic's bursts the direction of that topic). The instant check's
+  level is deflated as if its statistics' variance were inflated by ``φ``
+  (:func:`deflated_level`): the novelty test by the novelty ``φ``, the others by the principal
+  directions'.
 """
 
 from __future__ import annotations
@@ -83,12 +92,17 @@ class Dispersion:
         Sample rows per block ``n_b``.
     blocks
         ``B``; 0 when the sample was too short to measure.
+    scale
+        ``L``: ``F`` and its excess were measured on blocks of ``L`` consecutive blocks (the
+        time scale whose clumping inflates a run the most; see :func:`grouped_dispersion`).
+        ``block_rows`` stays the rows of one block, so :meth:`factor` applies unchanged.
     """
 
     statistic: float = 0.0
     excess: float = 0.0
     block_rows: float = 1.0
     blocks: int = 0
+    scale: int = 1
 
     @property
     def per_row(self) -> float:
@@ -139,10 +153,68 @@ def grouped_dispersion(values: npt.ArrayLike, groups: npt.ArrayLike, n_groups: i
         return Dispersion()
     centred = v[:, usable] - v[:, usable].mean(axis=0)
     sums = np.stack([np.bincount(g, weights=column, minlength=b) for column in centred.T], axis=1)
-    between = (sums**2 / sizes[:, None]).sum(axis=0) / (b - 1)
-    f = float((between / variance[usable]).max())
-    margin = 1.0 + MARGIN_SDS * math.sqrt(2.0 / (b - 1))
-    return Dispersion(statistic=f, excess=max(0.0, f - margin), block_rows=n / b, blocks=b)
+    return _across_scales(sums, sizes, variance[usable], n / b)
+
+
+#: One-sided null tail of ``F`` per direction that does not count (3 normal sd).
+MARGIN_TAIL = float(stats.norm.sf(MARGIN_SDS))
+
+
+def margin(blocks: int, coarse: int = 0) -> float:
+    """``F`` that counts as no clumping with ``blocks`` blocks.
+
+    At the finest scale (``coarse = 0``) ``1 + 3 sqrt(2 / (B - 1))``. At the ``coarse``
+    coarser scales, whose few blocks make ``F`` skewed, the ``MARGIN_TAIL / coarse`` upper
+    quantile of its null law ``χ²_{B-1} / (B - 1)`` (and at least the normal margin), so that
+    looking at several scales adds at most one finest scale's worth of null discounts.
+    """
+    normal = 1.0 + MARGIN_SDS * math.sqrt(2.0 / (blocks - 1))
+    if coarse <= 0:
+        return normal
+    exact = float(stats.chi2.isf(MARGIN_TAIL / coarse, blocks - 1)) / (blocks - 1)
+    return max(normal, exact)
+
+
+def scales(blocks: int) -> list[int]:
+    """Block lengths ``L = 1, 2, 4, ...`` that still leave :data:`MIN_BLOCKS` merged blocks."""
+    out, length = [], 1
+    while blocks // length >= MIN_BLOCKS:
+        out.append(length)
+        length *= 2
+    return out
+
+
+def _across_scales(
+    sums: npt.NDArray[np.float64],
+    sizes: npt.NDArray[np.float64],
+    variance: npt.NDArray[np.float64],
+    block_rows: float,
+) -> Dispersion:
+    """The largest excess over every time scale, from per-block column sums of centred values.
+
+    At scale ``L`` consecutive blocks are merged (``B_L = B // L`` blocks; a remainder joins the
+    last one) and ``F_L`` computed as at scale 1. A clump that lasts ``L`` runs inflates the
+    variance of a sum of ``L`` runs of ``n`` rows by ``1 + (F_L - 1) n / n_b`` (``n_b`` the rows
+    of one block: ``F_L - 1 ≈ L n_b τ_L² / σ²``), so each scale's excess over its own margin is
+    compared per row of one block, and the largest wins. A CUSUM that sums runs over hours is
+    then discounted for a clumping that persists for hours (a weekend's mix), not only for one
+    that changes run by run.
+    """
+    b = sizes.shape[0]
+    lengths = scales(b)
+    best = Dispersion(statistic=0.0, excess=0.0, block_rows=block_rows, blocks=b, scale=1)
+    for length in lengths:
+        b_l = b // length
+        merged = np.minimum(np.arange(b) // length, b_l - 1)
+        s_l = np.stack([np.bincount(merged, weights=c, minlength=b_l) for c in sums.T], axis=1)
+        n_l = np.bincount(merged, weights=sizes, minlength=b_l)
+        f = float((((s_l**2) / n_l[:, None]).sum(axis=0) / (b_l - 1) / variance).max())
+        excess = max(0.0, f - margin(b_l, coarse=len(lengths) - 1 if length > 1 else 0))
+        if length == 1 or excess > best.excess:
+            best = Dispersion(
+                statistic=f, excess=excess, block_rows=block_rows, blocks=b, scale=length
+            )
+    return best
 
 
 def block_dispersion(
@@ -210,11 +282,9 @@ class BlockMeans:
         if b < MIN_BLOCKS or not variance > 0:
             return Dispersion()
         projected = self.means.astype(np.float64) @ np.asarray(direction, dtype=np.float64)
-        between = float((self.sizes * projected**2).sum()) / (b - 1)
-        f = between / variance
-        margin = 1.0 + MARGIN_SDS * math.sqrt(2.0 / (b - 1))
-        rows = float(self.sizes.sum()) / b
-        return Dispersion(statistic=f, excess=max(0.0, f - margin), block_rows=rows, blocks=b)
+        sizes = self.sizes.astype(np.float64)
+        sums = (sizes * projected)[:, None]
+        return _across_scales(sums, sizes, np.array([float(variance)]), sizes.sum() / b)
 
 
 def block_means(sample: npt.ArrayLike, blocks: int) -> BlockMeans | None:
@@ -368,5 +438,7 @@ __all__ = [
     "deflated_level",
     "grouped_dispersion",
     "indicator_dispersion",
+    "margin",
     "measure",
+    "scales",
 ]

@@ -670,6 +670,10 @@ def _detect(
             "novelty": round(stored.dispersion.novelty.statistic, 4),
             "blocks": stored.dispersion.directions.blocks,
             "block_rows": round(stored.dispersion.directions.block_rows, 1),
+            "scale": {
+                "directions": stored.dispersion.directions.scale,
+                "novelty": stored.dispersion.novelty.scale,
+            },
             "run_factor": {
                 "directions": round(run_factor.directions, 4),
                 "novelty": round(run_factor.novelty, 4),

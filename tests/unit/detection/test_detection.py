@@ -433,6 +433,7 @@ def test_a_baseline_clumped_in_time_lowers_the_window_level_and_tempers_runs(
     if clump == 0.0:  # exchangeable: measured near 1, nothing discounted
         assert clumping["directions"] < 1.4 and clumping["blocks"] >= 100
         assert clumping["run_factor"] == {"directions": 1.0, "novelty": 1.0}
+        assert clumping["scale"] == {"directions": 1, "novelty": 1}
         assert call["alpha"] == pytest.approx(instant)
     else:  # each test's share of the level is deflated by its family's factor
         assert clumping["directions"] > 3.0

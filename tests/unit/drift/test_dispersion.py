@@ -38,14 +38,18 @@ def test_exchangeable_rows_get_no_discount():
     assert 1.0 < np.median(f) < 1.0 + 2 * math.sqrt(2 / 119)
     discounted = sum(e.excess > 0 for e in excess)
     assert discounted <= stats.binom.ppf(0.999, 200, 0.03)
-    assert all(e.factor(200) < 1.2 for e in excess)
+    # a null excess at a coarse scale weighs more per row, but stays rare and small
+    assert sum(e.factor(200) > 1.2 for e in excess) <= stats.binom.ppf(0.999, 200, 0.01)
+    assert all(e.factor(200) < 2.0 for e in excess)
 
 
 def test_clumped_rows_are_measured_and_discounted_by_run_size():
     x = clumped(6000, 120, 0.3)
     d = dp.block_dispersion(x, 120)
     assert d.statistic > 3.0 and d.blocks == 120 and d.block_rows == 50
-    assert d.excess == pytest.approx(d.statistic - 1 - 3 * math.sqrt(2 / 119))
+    coarse = len(dp.scales(120)) - 1 if d.scale > 1 else 0
+    assert d.excess == pytest.approx(d.statistic - dp.margin(120 // d.scale, coarse))
+    assert dp.margin(120) == pytest.approx(1 + 3 * math.sqrt(2 / 119))
     # phi(n) = 1 + (F - 1 - margin) n / n_b: a run of one block's size, of twice it
     assert d.factor(50) == pytest.approx(1 + d.excess)
     assert d.factor(100) == pytest.approx(1 + 2 * d.excess)
@@ -53,6 +57,28 @@ def test_clumped_rows_are_measured_and_discounted_by_run_size():
     # the same rows shuffled in time are not clumped
     shuffled = x[np.random.default_rng(1).permutation(len(x))]
     assert dp.block_dispersion(shuffled, 120).excess == 0.0
+
+
+def test_a_clump_that_lasts_many_blocks_is_measured_at_its_own_scale():
+    # a weekend-like mix: hourly blocks over 7 days; on the last 2 days one topic makes up
+    # 15 % of the rows, on the others 4 %: small hour by hour, large summed over 48 hours
+    rng = np.random.default_rng(5)
+    n, blocks, d = 16_800, 168, 24
+    x = exchangeable(n, d, seed=6)
+    topic = rng.normal(size=d) * 2.0
+    block = np.arange(n) * blocks // n
+    share = np.where(block // 24 >= 5, 0.15, 0.04)
+    x[rng.random(n) < share] += topic
+    got = dp.block_dispersion(x, blocks)
+    assert got.scale >= 8 and got.blocks == blocks and got.block_rows == 100
+    # hour by hour (scale 1, a direct one-way ANOVA along the topic) the clumping is smaller
+    along = (x - x.mean(0)) @ (topic / np.linalg.norm(topic))
+    hourly = np.bincount(block, along) ** 2 / np.bincount(block)
+    f_hourly = hourly.sum() / (blocks - 1) / along.var()
+    assert got.statistic > 3 * f_hourly > 3.0
+    assert got.factor(100) > 3 * (1 + (f_hourly - dp.margin(blocks)) * 100 / 100)
+    # the same rows in random order: no clumping at any scale
+    assert dp.block_dispersion(x[rng.permutation(n)], blocks).excess == 0.0
 
 
 def test_short_samples_and_constant_rows_are_not_measured():
