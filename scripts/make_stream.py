@@ -36,6 +36,10 @@ false-page budget against (none of them changes *what* is sent):
   of its first principal component into two halves (two "topics"); at hour ``h`` a row comes
   from the first half with probability ``0.5 + AMPLITUDE sin(2 pi h / 24)``. Over a day the
   mix is the base corpus; an hour's is not.
+* ``--weekly AMPLITUDE``: a weekly pattern in what is sent: the two halves of ``--cycle``; on
+  the weekend (days 5 and 6 of every 7, counted from the stream's start) a row comes from the
+  first half with probability ``0.5 + AMPLITUDE``, on weekdays ``0.5 - AMPLITUDE 2/5``, so over
+  a week the mix is the base corpus's.
 * ``--clump SHARE``: traffic clumped in time. The base corpus is cut into 12 topics (each row
   with the nearest of 12 random rows); every clock hour one topic, drawn by its size, makes
   up that share of the hour's rows (a batch job, a campaign, one busy client). Over many hours
@@ -133,6 +137,14 @@ def topic_halves(base: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]
     return np.flatnonzero(projection <= cut), np.flatnonzero(projection > cut)
 
 
+def weekly_share(hours: npt.NDArray[np.float64], amplitude: float) -> npt.NDArray[np.float64]:
+    """Probability that a row sent at ``hours`` (from the stream's start) is from the first half
+    of :func:`topic_halves`: ``0.5 + amplitude`` on days 5 and 6 of every 7, else
+    ``0.5 - amplitude 2/5``."""
+    weekend = (np.floor(hours / 24.0) % 7) >= 5
+    return np.where(weekend, 0.5 + amplitude, 0.5 - amplitude * 2.0 / 5.0)
+
+
 def topics(base: npt.NDArray[np.float32], rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices of the base corpus per topic: the nearest of :data:`CLUMP_TOPICS` random
     rows."""
@@ -160,6 +172,7 @@ def build(
     clump: float = 0.0,
     ramp: float = 0.0,
     recur: float | None = None,
+    weekly: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and Unix-second timestamps of one stream (rows in time order)."""
     rng = np.random.default_rng(seed)
@@ -170,6 +183,11 @@ def build(
     if cycle > 0:
         halves = topic_halves(base)
         first = rng.random(n) < 0.5 + cycle * np.sin(2 * np.pi * offsets / 86400.0)
+        for half, rows_in in zip(halves, (first, ~first), strict=True):
+            picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
+    if weekly > 0:
+        halves = topic_halves(base)
+        first = rng.random(n) < weekly_share(offsets / 3600.0, weekly)
         for half, rows_in in zip(halves, (first, ~first), strict=True):
             picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
     if clump > 0:
@@ -222,6 +240,7 @@ def main() -> None:
     parser.add_argument(
         "--clump", type=float, default=0.0, help="share of each hour from one topic"
     )
+    parser.add_argument("--weekly", type=float, default=0.0, help="weekly topic pattern amplitude")
     parser.add_argument(
         "--ramp", type=float, default=0.0, help="hours over which the share grows to --mix"
     )
@@ -230,8 +249,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    if not 0.0 <= args.cycle <= 0.5:
-        parser.error("--cycle must be in [0, 0.5]")
+    for name in ("cycle", "weekly"):
+        if not 0.0 <= getattr(args, name) <= 0.5:
+            parser.error(f"--{name} must be in [0, 0.5]")
     if args.ramp < 0:
         parser.error("--ramp must be >= 0")
     if args.recur is not None and (
@@ -265,6 +285,7 @@ def main() -> None:
         clump=args.clump,
         ramp=args.ramp,
         recur=args.recur,
+        weekly=args.weekly,
     )
     np.savez(args.out, embeddings=rows, timestamps=stamps)
     print(f"{args.out}: {rows.shape[0]} rows x {rows.shape[1]}, {args.days:g} days")

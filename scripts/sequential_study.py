@@ -14,6 +14,7 @@ half, ``1 / (2 N)`` per run, and the engine's calibration tests cover it);
     .venv/bin/python scripts/sequential_study.py null --months 1 --rate 120 --every 60
     .venv/bin/python scripts/sequential_study.py delay --rate 120 --every 60
     .venv/bin/python scripts/sequential_study.py null --months 1 --clump 0.3 [--no-discount]
+    .venv/bin/python scripts/sequential_study.py null --months 1 --weekly 0.15 --corpus debian
     .venv/bin/python scripts/sequential_study.py all       # the tables of docs/statistics.md
 
 Prints Markdown tables. Fixed seeds: the same command prints the same numbers.
@@ -88,26 +89,38 @@ def simulate(
     lower: tuple[float, ...] = (),
     clump: float = 0.0,
     discount: bool = True,
+    weekly: float = 0.0,
 ) -> Outcome:
     """One model: a baseline from the stream's first days, then the monitor on the schedule.
 
     ``clump > 0`` makes the traffic clumped in time: the corpus is cut into 12 topics as
     ``make_stream.py --clump`` does (nearest of as many random rows) and in every run one topic,
     drawn by its size, makes up ``clump`` of the run's rows, so over many runs every topic keeps
-    its share. The baseline is then built run by run too, its clumping measured
-    (``drift.dispersion``) and, with ``discount``, each run's evidence discounted by it, as the
-    detection service does.
+    its share. ``weekly > 0`` gives the traffic a weekly mix instead: the corpus is cut into
+    two halves as ``make_stream.py --weekly`` does, the first half ``0.5 + weekly`` of the
+    weekend's traffic (days 5 and 6 of every 7) and ``0.5 - weekly · 2/5`` of the weekdays'.
+    Either way the baseline is then built run by run too (a 7-day one holds one whole week), its
+    clumping measured (``drift.dispersion``) and, with ``discount``, each run's evidence
+    discounted by it, as the detection service does.
     """
     rng = np.random.default_rng(seed)
     n_base = int(min(rate * 24 * baseline_days, FIT + sq.CALIBRATION_VECTORS))
-    draw = _clumped_draw(base, clump, rng) if clump > 0 else None
+    draw = (
+        _clumped_draw(base, clump, rng)
+        if clump > 0
+        else _weekly_draw(base, weekly, rng)
+        if weekly > 0
+        else None
+    )
     measured, blocks = dp.BaselineDispersion(), None
     if draw is None:
         baseline = base[rng.integers(0, base.shape[0], size=n_base)]
         reference = sq.fit_reference(baseline, seed, fit_size=FIT)
     else:
         per_run = int(baseline_days * 24 * 60 / every)
-        runs_rows = [draw(int(rng.poisson(rate * every / 60.0))) for _ in range(per_run)]
+        runs_rows = [
+            draw(int(rng.poisson(rate * every / 60.0)), i * every / 60.0) for i in range(per_run)
+        ]
         baseline = np.concatenate(runs_rows)  # in time order
         if baseline.shape[0] > n_base:
             baseline = baseline[np.sort(rng.choice(baseline.shape[0], n_base, replace=False))]
@@ -130,7 +143,7 @@ def simulate(
     for i in range(runs):
         hour = (i + 1) * every / 60.0
         n = int(rng.poisson(rate * every / 60.0))
-        rows = base[rng.integers(0, base.shape[0], size=n)] if draw is None else draw(n)
+        rows = base[rng.integers(0, base.shape[0], size=n)] if draw is None else draw(n, hour)
         live = (
             other is not None
             and shift_at is not None
@@ -166,17 +179,33 @@ def simulate(
 
 def _clumped_draw(
     base: npt.NDArray[np.float32], clump: float, rng: np.random.Generator
-) -> Callable[[int], npt.NDArray[np.float32]]:
-    """``draw(n)``: one run's rows, ``clump`` of them from one topic (``make_stream.topics``)
-    drawn by its size."""
+) -> Callable[[int, float], npt.NDArray[np.float32]]:
+    """``draw(n, hour)``: one run's rows, ``clump`` of them from one topic
+    (``make_stream.topics``) drawn by its size."""
     members = make_stream.topics(base, rng)
     sizes = np.array([m.size for m in members], dtype=np.float64)
 
-    def draw(n: int) -> npt.NDArray[np.float32]:
+    def draw(n: int, hour: float) -> npt.NDArray[np.float32]:
         rows = base[rng.integers(0, base.shape[0], size=n)]
         hot = rng.random(n) < clump
         chosen = members[int(rng.choice(len(members), p=sizes / sizes.sum()))]
         rows[hot] = base[chosen[rng.integers(0, chosen.size, size=int(hot.sum()))]]
+        return rows
+
+    return draw
+
+
+def _weekly_draw(
+    base: npt.NDArray[np.float32], weekly: float, rng: np.random.Generator
+) -> Callable[[int, float], npt.NDArray[np.float32]]:
+    """``draw(n, hour)``: one run's rows with the weekly mix of ``make_stream.weekly_share``."""
+    halves = make_stream.topic_halves(base)
+
+    def draw(n: int, hour: float) -> npt.NDArray[np.float32]:
+        first = rng.random(n) < make_stream.weekly_share(np.array([hour]), weekly)[0]
+        rows = np.empty((n, base.shape[1]), dtype=base.dtype)
+        for half, chosen in zip(halves, (first, ~first), strict=True):
+            rows[chosen] = base[half[rng.integers(0, half.size, size=int(chosen.sum()))]]
         return rows
 
     return draw
@@ -193,6 +222,7 @@ def null_table(
     days: float = 365,
     clump: float = 0.0,
     discount: bool = True,
+    weekly: float = 0.0,
 ) -> None:
     print(
         "| corpus | vectors/h | every | model-months | false pages | max evidence (log10) "
@@ -208,7 +238,8 @@ def null_table(
                 for m in range(months):
                     out = simulate(base, None, mix=0, shift_at=None, back_at=None, hours=720,
                                    rate=rate, every=every, seed=1000 + m, lower=LOWER,
-                                   days=days, clump=clump, discount=discount)  # fmt: skip
+                                   days=days, clump=clump, discount=discount,
+                                   weekly=weekly)  # fmt: skip
                     pages += len(out.triggers)
                     runs += out.runs
                     top = max(top, out.max_evidence)
@@ -235,6 +266,7 @@ def delay_table(
     shifts: tuple[tuple[str, str], ...] = SHIFTS,
     clump: float = 0.0,
     discount: bool = True,
+    weekly: float = 0.0,
 ) -> None:
     print("| base | mixed in | vectors/h | share | paged | delay h (median, max) | "
           "pages before the shift | triggers per shift | resolved after return, h |")  # fmt: skip
@@ -248,7 +280,8 @@ def delay_table(
                 for s in range(seeds):
                     out = simulate(base, other, mix=mix, shift_at=shift_at, back_at=back_at,
                                    hours=hours, rate=rate, every=every, seed=2000 + s,
-                                   days=days, clump=clump, discount=discount)  # fmt: skip
+                                   days=days, clump=clump, discount=discount,
+                                   weekly=weekly)  # fmt: skip
                     early += sum(t <= 0 for t in out.triggers)
                     during = [t for t in out.triggers if 0 < t <= back_at - shift_at]
                     per_shift.append(len(during))
@@ -302,12 +335,17 @@ def main() -> None:
         help="share of each run from one topic (clumped traffic)",
     )
     parser.add_argument(
+        "--weekly", type=float, default=0.0, help="weekly topic pattern amplitude (0 to 0.5)"
+    )
+    parser.add_argument(
         "--no-discount", action="store_true", help="count clumped rows as independent"
     )
     args = parser.parse_args()
     if not 0.0 <= args.clump < 1.0:
         parser.error("--clump must be in [0, 1)")
-    clumping = {"clump": args.clump, "discount": not args.no_discount}
+    if not 0.0 <= args.weekly <= 0.5 or (args.weekly and args.clump):
+        parser.error("--weekly must be in [0, 0.5], and not with --clump")
+    clumping = {"clump": args.clump, "discount": not args.no_discount, "weekly": args.weekly}
     rates = args.rate or [120.0]
     everies = args.every or [60.0]
     corpora = args.corpus or ["nouns", "debian", "gaussian"]

@@ -88,6 +88,20 @@ def test_a_topic_cycle_moves_the_hourly_mix_but_not_the_daily_one(make_stream: A
     assert in_first.mean() == pytest.approx(0.5, abs=0.04)
 
 
+def test_a_weekly_pattern_moves_the_weekend_mix_but_not_the_weekly_one(make_stream: Any) -> None:
+    base = make_stream.base_corpus("gaussian:6")
+    rows, stamps = make_stream.build(base, None, days=14, rate=200, mix=0, shift_at=None,
+                                     back_at=None, seed=8, weekly=0.2)  # fmt: skip
+    first_half = set(make_stream.topic_halves(base)[0].tolist())
+    index = {r.tobytes(): i for i, r in enumerate(base)}
+    in_first = np.array([index[r.tobytes()] in first_half for r in rows])
+    day = (stamps - make_stream.START.astype(np.int64)) // 86400
+    weekend = day % 7 >= 5
+    assert in_first[weekend].mean() == pytest.approx(0.7, abs=0.02)
+    assert in_first[~weekend].mean() == pytest.approx(0.42, abs=0.02)
+    assert in_first.mean() == pytest.approx(0.5, abs=0.02)
+
+
 def test_clumped_hours_take_one_topic_each_but_every_topic_keeps_its_share(
     make_stream: Any,
 ) -> None:
@@ -146,7 +160,7 @@ def test_recur_needs_a_shift_window(tmp_path: Path) -> None:
     assert not (tmp_path / "s.npz").exists()
 
 
-@pytest.mark.parametrize("flag", ["--repeats", "--popular", "--cycle", "--clump"])
+@pytest.mark.parametrize("flag", ["--repeats", "--popular", "--cycle", "--clump", "--weekly"])
 def test_a_share_outside_0_1_is_a_one_line_error(tmp_path: Path, flag: str) -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--base", "synthetic", flag, "1.5",
