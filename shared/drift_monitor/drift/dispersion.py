@@ -185,10 +185,7 @@ def scales(blocks: int) -> list[int]:
 
 
 def _across_scales(
-    sums: npt.NDArray[np.float64],
-    sizes: npt.NDArray[np.float64],
-    variance: npt.NDArray[np.float64],
-    block_rows: float,
+    sums: npt.ArrayLike, sizes: npt.ArrayLike, variance: npt.ArrayLike, block_rows: float
 ) -> Dispersion:
     """The largest excess over every time scale, from per-block column sums of centred values.
 
@@ -200,6 +197,9 @@ def _across_scales(
     then discounted for a clumping that persists for hours (a weekend's mix), not only for one
     that changes run by run.
     """
+    sums = np.asarray(sums, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    variance = np.asarray(variance, dtype=np.float64)
     b = sizes.shape[0]
     lengths = scales(b)
     best = Dispersion(statistic=0.0, excess=0.0, block_rows=block_rows, blocks=b, scale=1)
