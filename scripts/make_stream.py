@@ -137,6 +137,17 @@ def topic_halves(base: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]
     return np.flatnonzero(projection <= cut), np.flatnonzero(projection > cut)
 
 
+def half_picks(
+    halves: tuple[np.ndarray, np.ndarray], first: npt.NDArray[np.bool_], rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """Row indices of the base corpus: a random row of the first half where ``first``, of the
+    second half elsewhere."""
+    picks = np.empty(first.shape[0], dtype=np.int64)
+    for half, rows_in in zip(halves, (first, ~first), strict=True):
+        picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
+    return picks
+
+
 def weekly_share(hours: npt.NDArray[np.float64], amplitude: float) -> npt.NDArray[np.float64]:
     """Probability that a row sent at ``hours`` (from the stream's start) is from the first half
     of :func:`topic_halves`: ``0.5 + amplitude`` on days 5 and 6 of every 7, else
@@ -181,15 +192,11 @@ def build(
     n = offsets.size
     picks = rng.integers(0, base.shape[0], size=n)
     if cycle > 0:
-        halves = topic_halves(base)
         first = rng.random(n) < 0.5 + cycle * np.sin(2 * np.pi * offsets / 86400.0)
-        for half, rows_in in zip(halves, (first, ~first), strict=True):
-            picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
+        picks = half_picks(topic_halves(base), first, rng)
     if weekly > 0:
-        halves = topic_halves(base)
         first = rng.random(n) < weekly_share(offsets / 3600.0, weekly)
-        for half, rows_in in zip(halves, (first, ~first), strict=True):
-            picks[rows_in] = half[rng.integers(0, half.size, size=int(rows_in.sum()))]
+        picks = half_picks(topic_halves(base), first, rng)
     if clump > 0:
         groups = topics(base, np.random.default_rng([seed, 1]))  # the same topics per seed
         sizes = np.array([g.size for g in groups], dtype=np.float64)

@@ -73,6 +73,26 @@ class Outcome:
     crossings: dict[float, int] | None = None  # lower thresholds -> times reached (null runs)
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """How the stationary traffic is shaped in time (see :func:`simulate`).
+
+    Attributes
+    ----------
+    clump
+        Share of each run from one topic (``make_stream.py --clump``); 0: none.
+    weekly
+        Amplitude of a weekly mix (``make_stream.py --weekly``); 0: none.
+    discount
+        Whether runs are discounted by the clumping measured on the baseline, as the
+        detection service does (False: every row counts as independent).
+    """
+
+    clump: float = 0.0
+    weekly: float = 0.0
+    discount: bool = True
+
+
 def simulate(
     base: npt.NDArray[np.float32],
     other: npt.NDArray[np.float32] | None,
@@ -87,35 +107,34 @@ def simulate(
     days: float = 365.0,
     baseline_days: float = 7.0,
     lower: tuple[float, ...] = (),
-    clump: float = 0.0,
-    discount: bool = True,
-    weekly: float = 0.0,
+    traffic: Traffic = Traffic(),
 ) -> Outcome:
     """One model: a baseline from the stream's first days, then the monitor on the schedule.
 
-    ``clump > 0`` makes the traffic clumped in time: the corpus is cut into 12 topics as
+    ``traffic.clump > 0`` makes the traffic clumped in time: the corpus is cut into 12 topics as
     ``make_stream.py --clump`` does (nearest of as many random rows) and in every run one topic,
     drawn by its size, makes up ``clump`` of the run's rows, so over many runs every topic keeps
-    its share. ``weekly > 0`` gives the traffic a weekly mix instead: the corpus is cut into
+    its share. ``traffic.weekly > 0`` gives the traffic a weekly mix instead: the corpus is cut into
     two halves as ``make_stream.py --weekly`` does, the first half ``0.5 + weekly`` of the
     weekend's traffic (days 5 and 6 of every 7) and ``0.5 - weekly · 2/5`` of the weekdays'.
     Either way the baseline is then built run by run too (a 7-day one holds one whole week), its
-    clumping measured (``drift.dispersion``) and, with ``discount``, each run's evidence
+    clumping measured (``drift.dispersion``) and, with ``traffic.discount``, each run's evidence
     discounted by it, as the detection service does.
     """
     rng = np.random.default_rng(seed)
     n_base = int(min(rate * 24 * baseline_days, FIT + sq.CALIBRATION_VECTORS))
     draw = (
-        _clumped_draw(base, clump, rng)
-        if clump > 0
-        else _weekly_draw(base, weekly, rng)
-        if weekly > 0
+        _clumped_draw(base, traffic.clump, rng)
+        if traffic.clump > 0
+        else _weekly_draw(base, traffic.weekly, rng)
+        if traffic.weekly > 0
         else None
     )
     measured, blocks = dp.BaselineDispersion(), None
     if draw is None:
         baseline = base[rng.integers(0, base.shape[0], size=n_base)]
         reference = sq.fit_reference(baseline, seed, fit_size=FIT)
+        calibration = reference.score(reference.calibration)
     else:
         per_run = int(baseline_days * 24 * 60 / every)
         runs_rows = [
@@ -127,10 +146,10 @@ def simulate(
         reference = sq.fit_reference(baseline, seed, fit_size=FIT)
         calibration = reference.score(reference.calibration)
         measured = dp.measure(baseline, calibration, reference.calibration_index, per_run)
-        if discount:
+        if traffic.discount:
             blocks = dp.block_means(baseline, per_run)
     basis = sq.shift_basis(reference, blocks=blocks)
-    state = sq.MonitorState().with_calibration(reference.calibration_scores())
+    state = sq.MonitorState().with_calibration(np.sort(calibration))
     budget = sq.Budget(days, every)
     triggers: list[float] = []
     resolves: list[float] = []
@@ -155,7 +174,7 @@ def simulate(
             rows[swap] = other[rng.integers(0, other.shape[0], size=int(swap.sum()))]
         scores = reference.score(rows)
         shift = sq.shift_run(state, basis, rows)
-        phi = measured.for_run(n) if discount else None
+        phi = measured.for_run(n) if traffic.discount else None
         result = sq.step(
             state, scores, budget=budget, window_fires=False, shift=shift, overdispersion=phi
         )
@@ -203,10 +222,7 @@ def _weekly_draw(
 
     def draw(n: int, hour: float) -> npt.NDArray[np.float32]:
         first = rng.random(n) < make_stream.weekly_share(np.array([hour]), weekly)[0]
-        rows = np.empty((n, base.shape[1]), dtype=base.dtype)
-        for half, chosen in zip(halves, (first, ~first), strict=True):
-            rows[chosen] = base[half[rng.integers(0, half.size, size=int(chosen.sum()))]]
-        return rows
+        return base[make_stream.half_picks(halves, first, rng)]
 
     return draw
 
@@ -220,9 +236,7 @@ def null_table(
     rates: list[float],
     everies: list[float],
     days: float = 365,
-    clump: float = 0.0,
-    discount: bool = True,
-    weekly: float = 0.0,
+    traffic: Traffic = Traffic(),
 ) -> None:
     print(
         "| corpus | vectors/h | every | model-months | false pages | max evidence (log10) "
@@ -238,8 +252,7 @@ def null_table(
                 for m in range(months):
                     out = simulate(base, None, mix=0, shift_at=None, back_at=None, hours=720,
                                    rate=rate, every=every, seed=1000 + m, lower=LOWER,
-                                   days=days, clump=clump, discount=discount,
-                                   weekly=weekly)  # fmt: skip
+                                   days=days, traffic=traffic)  # fmt: skip
                     pages += len(out.triggers)
                     runs += out.runs
                     top = max(top, out.max_evidence)
@@ -264,9 +277,7 @@ def delay_table(
     mixes: list[float],
     days: float = 365,
     shifts: tuple[tuple[str, str], ...] = SHIFTS,
-    clump: float = 0.0,
-    discount: bool = True,
-    weekly: float = 0.0,
+    traffic: Traffic = Traffic(),
 ) -> None:
     print("| base | mixed in | vectors/h | share | paged | delay h (median, max) | "
           "pages before the shift | triggers per shift | resolved after return, h |")  # fmt: skip
@@ -280,8 +291,7 @@ def delay_table(
                 for s in range(seeds):
                     out = simulate(base, other, mix=mix, shift_at=shift_at, back_at=back_at,
                                    hours=hours, rate=rate, every=every, seed=2000 + s,
-                                   days=days, clump=clump, discount=discount,
-                                   weekly=weekly)  # fmt: skip
+                                   days=days, traffic=traffic)  # fmt: skip
                     early += sum(t <= 0 for t in out.triggers)
                     during = [t for t in out.triggers if 0 < t <= back_at - shift_at]
                     per_shift.append(len(during))
@@ -345,16 +355,16 @@ def main() -> None:
         parser.error("--clump must be in [0, 1)")
     if not 0.0 <= args.weekly <= 0.5 or (args.weekly and args.clump):
         parser.error("--weekly must be in [0, 0.5], and not with --clump")
-    clumping = {"clump": args.clump, "discount": not args.no_discount, "weekly": args.weekly}
+    traffic = Traffic(clump=args.clump, weekly=args.weekly, discount=not args.no_discount)
     rates = args.rate or [120.0]
     everies = args.every or [60.0]
     corpora = args.corpus or ["nouns", "debian", "gaussian"]
     if args.what in ("null", "all"):
-        null_table(corpora, args.months, rates, everies, args.budget, **clumping)
+        null_table(corpora, args.months, rates, everies, args.budget, traffic)
     if args.what in ("delay", "all"):
         shifts = tuple(s for s in SHIFTS if s[0] in corpora) if args.corpus else SHIFTS
         mixes = args.mix or [0.05, 0.10, 0.25, 1.0]
-        delay_table(rates, everies[0], args.seeds, mixes, args.budget, shifts, **clumping)
+        delay_table(rates, everies[0], args.seeds, mixes, args.budget, shifts, traffic)
     if args.what in ("cost", "all"):
         run_cost(rates[0], everies[0])
 

@@ -163,7 +163,8 @@ def test_traffic_clumped_in_time_is_discounted_instead_of_paged(name: str) -> No
 
     def run(discount: bool) -> study.Outcome:
         return study.simulate(base, None, mix=0, shift_at=None, back_at=None, hours=240,
-                              rate=120, every=60, seed=3, clump=0.3, discount=discount,
+                              rate=120, every=60, seed=3,
+                              traffic=study.Traffic(clump=0.3, discount=discount),
                               lower=(10.0,))  # fmt: skip
 
     plain, discounted = run(False), run(True)
@@ -181,7 +182,8 @@ def test_a_shift_in_clumped_traffic_still_pages_once(mix: float, within_hours: f
     base, other = corpus("debian"), corpus("docstrings")
     for seed in (50, 51):
         out = study.simulate(base, other, mix=mix, shift_at=24.0, back_at=72.0, hours=108.0,
-                             rate=120, every=60, seed=seed, clump=0.3)  # fmt: skip
+                             rate=120, every=60, seed=seed,
+                             traffic=study.Traffic(clump=0.3))  # fmt: skip
         assert len(out.triggers) == 1, out.triggers
         assert 0 < out.triggers[0] <= within_hours, out.triggers
         assert len(out.resolves) == 1 and out.resolves[0] > 0, out.resolves

@@ -22,17 +22,17 @@ def rows(n: int, *, other: bool = False, seed: int = 0) -> np.ndarray[Any, Any]:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def stream(path: Path, hours: int = 12, rate: int = 300, shift: tuple[int, int] | None = None,
-           seed: int = 0, shifts: tuple[tuple[int, int], ...] = (), ramp: float = 0.0,
+def stream(path: Path, hours: int = 12, rate: int = 300, seed: int = 0,
+           shifts: tuple[tuple[int, int], ...] = (), ramp: float = 0.0,
            share: float = 1.0) -> Path:  # fmt: skip
-    """A replayable stream; from each ``(start, end)`` hour of ``shift``/``shifts`` a share
+    """A replayable stream; from each ``(start, end)`` hour of ``shifts`` a share
     of the rows (growing linearly to ``share`` over ``ramp`` hours) is another kind of traffic."""
     rng = np.random.default_rng(seed)
     n = hours * rate
     seconds = START + np.sort(rng.integers(0, hours * 3600, size=n))
     embeddings = rows(n, seed=seed + 1)
     hour = (seconds - START) / 3600
-    for i, (start, end) in enumerate(((shift,) if shift is not None else ()) + shifts):
+    for i, (start, end) in enumerate(shifts):
         grown = np.clip((hour - start) / ramp, 0.0, 1.0) if ramp > 0 else 1.0
         live = (hour >= start) & (hour < end) & (rng.random(n) < share * grown)
         embeddings[live] = rows(int(live.sum()), other=True, seed=seed + 2 + i)
@@ -74,7 +74,7 @@ def test_json_document_has_the_specified_shape(tmp_path, capsys, monkeypatch):
 
 
 def test_a_complete_change_pages_at_once_and_resolves(tmp_path, capsys):
-    path = stream(tmp_path / "s.npz", hours=14, shift=(8, 11))
+    path = stream(tmp_path / "s.npz", hours=14, shifts=((8, 11),))
     code, out, _ = backtest(capsys, str(path), "--json", "--every", "60")
     assert code == 0
     doc = json.loads(out)
@@ -231,7 +231,7 @@ def test_rows_are_batched_within_the_request_limits(tmp_path, capsys, monkeypatc
 
 
 def test_report_draws_a_backtest(tmp_path, capsys):
-    path = stream(tmp_path / "s.npz", hours=14, shift=(8, 11))
+    path = stream(tmp_path / "s.npz", hours=14, shifts=((8, 11),))
     code, out, _ = backtest(capsys, str(path), "--json")
     assert code == 0
     (tmp_path / "bt.json").write_text(out)
