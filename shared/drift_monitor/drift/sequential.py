@@ -66,8 +66,9 @@ Recovery. After a page the monitor watches the bet that saw the shift (the one w
 evidence, if that evidence is past the freeze level): a reverse CUSUM of the likelihood ratio
 "baseline rate ``q``" against "half-way to the rate seen during the shift", resolving when it
 reaches :data:`RECOVERY_EVIDENCE` (the recent traffic is 100 times better explained by the
-baseline) and the window's instant check is quiet. While the shift persists that ratio has
-negative drift, so the status stays ``drift`` without flapping. A page no bet saw (the
+baseline), the evidence has fallen by the same factor from its peak since the page, and the
+window's instant check is quiet. While the shift persists that ratio has negative drift and
+the evidence keeps growing, so the status stays ``drift`` without flapping. A page no bet saw (the
 window's tests alone) resolves at the first run whose window is quiet.
 """
 
@@ -108,6 +109,8 @@ SHIFT_MIN_VECTORS = 100
 MIN_INTERVAL_MINUTES = 1.0
 MAX_INTERVAL_MINUTES = 1440.0
 _INTERVAL_SMOOTHING = 0.2
+# Smallest ridge of the shift direction, as a share of tr Σ / d.
+_MIN_RIDGE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -491,13 +494,47 @@ def shift_direction(
     """Unit direction ``(Σ + λ I)⁻¹ (m - μ)`` the stream's mean moved along.
 
     ``m`` is the mean of the traffic seen since the baseline was fitted, ``μ`` the baseline mean
-    and ``Σ`` the covariance of ``R`` with the ridge ``λ = tr Σ / d`` (its mean eigenvalue):
-    the discriminant direction of a mean shift, shrunk towards the plain difference so that an
-    ``R`` of a few thousand rows estimates it stably in any dimension. Uses neither the shift
+    and ``Σ`` the covariance of ``R``: the discriminant direction of a mean shift. ``Σ`` is
+    shrunk towards ``(tr Σ / d) I`` by Ledoit and Wolf's intensity ``ρ``
+    (:func:`ledoit_wolf_shrinkage`), so ``λ = ρ / (1 - ρ) × tr Σ / d``: a small ``R`` in many
+    dimensions gets a large ridge (the direction tends to the plain difference ``m - μ``), a
+    large one little (the direction discounts the baseline's high-variance directions, where a
+    mixed-in share moves the mean least against the noise). Uses neither the shift
     calibration rows nor any bet outcome, only past traffic and ``R``, so its bets stay
     calibrated. ``None`` when the stream has not moved at all.
     """
     return shift_directions(fit, baseline_mean, np.atleast_2d(stream_mean))[0]
+
+
+def ledoit_wolf_shrinkage(centred: FloatArray) -> float:
+    """Ledoit and Wolf's shrinkage intensity of a sample covariance towards a multiple of ``I``.
+
+    Parameters
+    ----------
+    centred
+        Sample rows ``x_k`` with their mean removed, shape ``(n, d)``; ``S = Σ x_k x_kᵀ / n``.
+
+    Returns
+    -------
+    float
+        ``ρ`` in ``[0, 1]`` such that ``(1 - ρ) S + ρ (tr S / d) I`` estimates the covariance
+        with the least expected squared (Frobenius) error to first order, for any ``n`` and
+        ``d`` (O. Ledoit and M. Wolf, "A well-conditioned estimator for large-dimensional
+        covariance matrices", J. Multivariate Anal. 88, 2004): ``ρ = b² / δ²`` with
+        ``δ² = ‖S - m I‖² / d`` how far ``S`` is from isotropic and ``b² = min(δ², Σ ‖x_k x_kᵀ
+        - S‖² / (n² d))`` how much of that is sampling noise. ``1`` when ``S`` is already
+        isotropic (or zero). Not a test: no null or p-value.
+    """
+    n, d = centred.shape
+    gram = centred @ centred.T / n if d > n else centred.T @ centred / n
+    trace = float(np.trace(gram))
+    frobenius = float(np.einsum("ij,ij->", gram, gram))  # ‖S‖², equal for XᵀX and XXᵀ
+    spread = (frobenius - trace * trace / d) / d
+    if not spread > 0.0:
+        return 1.0
+    fourth = float(np.sum(np.einsum("ij,ij->i", centred, centred) ** 2))
+    noise = max(0.0, fourth - n * frobenius) / (n * n * d)
+    return float(min(noise, spread) / spread)
 
 
 def shift_directions(
@@ -510,8 +547,11 @@ def shift_directions(
     ).T  # (d, k)
     x = x - x.mean(axis=0)
     n, d = x.shape
-    ridge = float(np.einsum("ij,ij->", x, x)) / (n * d)
-    if ridge > 0.0:
+    shrinkage = ledoit_wolf_shrinkage(x)
+    scale = float(np.einsum("ij,ij->", x, x)) / (n * d)  # tr Σ / d
+    if shrinkage < 1.0 and scale > 0.0:
+        # floored so that a singular Σ still gives a solvable system
+        ridge = max(shrinkage / (1.0 - shrinkage), _MIN_RIDGE) * scale
         if d <= n:
             w = np.linalg.solve(x.T @ x / n + ridge * np.eye(d), v)
         else:  # Woodbury: an n × n system instead of d × d
@@ -692,6 +732,8 @@ class MonitorState:
     recovery_bet, recovery_rate, recovery_log
         After an evidence page: the bet watched for recovery, the alternative rate it is
         tested against and the log of the reverse CUSUM.
+    peak_log
+        While a page is open: the largest log evidence (:attr:`log_mixture`) since it opened.
     calibration
         Sorted calibration scores of the current baseline.
     shift
@@ -715,6 +757,7 @@ class MonitorState:
     recovery_bet: int | None = None
     recovery_rate: float | None = None
     recovery_log: float = 0.0
+    peak_log: float = 0.0
     calibration: FloatArray = field(default_factory=lambda: np.zeros(0))
     total_scored: int = 0
     shift: tuple[ShiftTrack, ...] = ()
@@ -773,6 +816,7 @@ class MonitorState:
             "recovery_bet": self.recovery_bet,
             "recovery_rate": self.recovery_rate,
             "recovery_log": self.recovery_log,
+            "peak_log": self.peak_log,
             "total_scored": self.total_scored,
             "atoms": {k: v if math.isfinite(v) else None for k, v in self.atoms.items()},
             "bets": [bet.name for bet in BETS],
@@ -817,6 +861,8 @@ class MonitorState:
             recovery_bet=doc.get("recovery_bet"),
             recovery_rate=doc.get("recovery_rate"),
             recovery_log=float(doc.get("recovery_log", 0.0)),
+            # a page opened by a version without it resolves as that version's did
+            peak_log=float(doc.get("peak_log", math.inf)),
             calibration=scores,
             total_scored=int(doc.get("total_scored", 0)),
             shift=tuple(tracks),
@@ -889,6 +935,10 @@ class Step:
                 "rate": self.state.recovery_rate,
                 "evidence": round(max(self.state.recovery_log, 0.0) / math.log(10), 6),
                 "threshold": round(math.log10(RECOVERY_EVIDENCE), 6),
+                # the evidence must also fall RECOVERY_EVIDENCE-fold below this peak
+                "peak_evidence": round(self.state.peak_log / math.log(10), 6)
+                if math.isfinite(self.state.peak_log)
+                else None,
             },
         }
 
@@ -976,8 +1026,10 @@ def step(
     if not new.alarm and (evidence_fires or window_fires):
         triggered = True
         new = _open(new, bets, "evidence" if evidence_fires else "window", budget)
+        new = replace(new, peak_log=log_mix)
     elif new.alarm:
         new = _watch_recovery(new, bets, s, shift)
+        new = replace(new, peak_log=max(new.peak_log, log_mix))
         if _recovered(new, window_fires):
             resolved = True
             new = replace(
@@ -987,6 +1039,7 @@ def step(
                 recovery_bet=None,
                 recovery_rate=None,
                 recovery_log=0.0,
+                peak_log=0.0,
                 log_evidence=np.zeros(len(BETS)),
                 wins=np.zeros(len(BETS)),
                 scored=np.zeros(len(BETS)),
@@ -1103,7 +1156,13 @@ def _recovered(state: MonitorState, window_fires: bool) -> bool:
     if window_fires:
         return False
     if state.recovery_bet is not None:
-        return state.recovery_log >= math.log(RECOVERY_EVIDENCE)
+        # The watched bet looks like the baseline again, and the evidence as a whole has
+        # stopped growing: it fell 100-fold from its peak since the page. Alone, the watched
+        # bet can look recovered while the shift goes on (its direction is re-estimated, or
+        # its share of a small shift is noisy) and other bets keep gaining.
+        return state.recovery_log >= math.log(
+            RECOVERY_EVIDENCE
+        ) and state.log_mixture <= state.peak_log - math.log(RECOVERY_EVIDENCE)
     return True  # an instant page with no bet watching: the window is quiet again
 
 

@@ -139,6 +139,63 @@ def test_recovery_resolves_after_return_and_not_before():
     assert np.all(state.log_evidence == 0)
 
 
+def test_a_page_stays_open_while_the_evidence_grows_though_the_watched_bet_looks_recovered():
+    """The watched bet can look like the baseline again while the change goes on in a form
+    other bets see (its own direction re-estimated, a small shift's noisy share, or here: new
+    vectors give way to vectors more typical than any baseline one); the page stays open while
+    the evidence keeps growing, and resolves once it has fallen 100-fold from its peak."""
+    reference, state = fitted()
+    budget = sq.Budget(365, 60)
+    rng = np.random.default_rng(3)
+    for i in range(72):  # a quarter of the traffic off the baseline's support, until paged
+        rows = unit_rows(120, seed=700 + i)
+        novel = rng.random(120) < 0.25
+        rows[novel] = unit_rows(int(novel.sum()), shift=1.0, seed=900 + i)
+        result = sq.step(state, reference.score(rows), budget=budget, window_fires=False)
+        state = result.state
+        if result.triggered:
+            break
+    assert result.triggered and state.recovery_bet is not None
+    assert sq.BETS[state.recovery_bet].side == "high"
+    assert state.peak_log == pytest.approx(state.log_mixture)
+    packed = np.full(120, 0.5 * state.calibration[0])  # the high bets lose, the low ones win
+    for _ in range(3):
+        result = sq.step(state, packed, budget=budget, window_fires=False)
+        state = result.state
+        assert result.status == "drift" and not result.resolved
+        assert state.peak_log == pytest.approx(state.log_mixture)  # still growing
+    # the watched bet alone would have resolved
+    assert state.recovery_log >= math.log(sq.RECOVERY_EVIDENCE)
+    for _ in range(24):  # baseline-like traffic again
+        quiet = rng.choice(state.calibration, 120)
+        result = sq.step(state, quiet, budget=budget, window_fires=False)
+        state = result.state
+        if result.resolved:
+            break
+    assert result.resolved
+    assert state.peak_log == 0.0 and state.recovery_bet is None
+
+
+def test_a_page_opened_before_the_peak_was_kept_resolves_as_before():
+    reference, state = fitted()
+    budget = sq.Budget(365, 60)
+    paged = sq.step(
+        state, reference.score(unit_rows(120, shift=2.0, seed=5)), budget=budget, window_fires=False
+    ).state
+    doc = json.loads(json.dumps(paged.to_document()))
+    del doc["peak_log"]
+    loaded = sq.MonitorState.from_document(doc, paged.calibration_blob())
+    assert loaded.alarm and loaded.peak_log == math.inf
+    for i in range(10):
+        result = sq.step(
+            loaded, reference.score(unit_rows(120, seed=40 + i)), budget=budget, window_fires=False
+        )
+        loaded = result.state
+        if result.resolved:
+            break
+    assert result.resolved
+
+
 def test_instant_window_page_resolves_when_the_window_is_quiet():
     reference, state = fitted()
     budget = sq.Budget(365, 60)
@@ -223,24 +280,63 @@ def test_shift_basis_keeps_its_calibration_rows_out_of_the_mean():
     assert sq.shift_basis(sq.fit_reference(unit_rows(150), 0, fit_size=100)) is None
 
 
-def test_shift_direction_is_the_ridge_discriminant_in_both_dimension_regimes():
+def _ledoit_wolf_by_definition(x: np.ndarray) -> float:
+    """The intensity written out as in Ledoit & Wolf (2004), with ‖A‖² = tr(A Aᵀ) / d."""
+    x = x - x.mean(axis=0)
+    n, d = x.shape
+    s = x.T @ x / n
+    m = np.trace(s) / d
+    delta2 = np.sum((s - m * np.eye(d)) ** 2) / d
+    b2 = sum(np.sum((np.outer(row, row) - s) ** 2) / d for row in x) / n**2
+    return float(min(b2, delta2) / delta2)
+
+
+def test_ledoit_wolf_shrinkage_matches_its_definition_and_follows_the_sample_size():
+    rng = np.random.default_rng(3)
+    scales = np.linspace(3.0, 0.2, 12)
+    for n in (8, 40, 400):  # fewer, about as many and many more rows than dimensions
+        x = rng.normal(size=(n, 12)) * scales
+        centred = x - x.mean(axis=0)
+        assert sq.ledoit_wolf_shrinkage(centred) == pytest.approx(_ledoit_wolf_by_definition(x))
+    # the n × n route (d > n) gives the same intensity as the d × d one
+    wide = rng.normal(size=(15, 40)) * np.linspace(2.0, 0.5, 40)
+    wide -= wide.mean(axis=0)
+    assert sq.ledoit_wolf_shrinkage(wide) == pytest.approx(_ledoit_wolf_by_definition(wide))
+    # more rows: less of S's anisotropy is noise, so less shrinkage
+    few, many = (rng.normal(size=(n, 12)) * scales for n in (30, 3000))
+    rho_few = sq.ledoit_wolf_shrinkage(few - few.mean(axis=0))
+    rho_many = sq.ledoit_wolf_shrinkage(many - many.mean(axis=0))
+    assert 0.0 < rho_many < 0.05 < rho_few <= 1.0
+    # an isotropic sample is all noise: shrink fully (the direction is then m - μ itself)
+    iso = rng.normal(size=(50, 12))
+    assert sq.ledoit_wolf_shrinkage(iso - iso.mean(axis=0)) > 0.9
+    assert sq.ledoit_wolf_shrinkage(np.zeros((10, 4))) == 1.0
+
+
+def test_shift_direction_is_the_shrunk_discriminant_in_both_dimension_regimes():
     rng = np.random.default_rng(0)
     fit = rng.normal(size=(50, 8)) * np.linspace(2.0, 0.5, 8)
     mean, moved = np.zeros(8), np.ones(8)
     x = fit - fit.mean(axis=0)
-    ridge = float((x * x).sum()) / x.size
-    expected = np.linalg.solve(x.T @ x / 50 + ridge * np.eye(8), moved)
+    rho = _ledoit_wolf_by_definition(fit)
+    assert 0.0 < rho < 1.0
+    covariance = (1 - rho) * x.T @ x / 50 + rho * float((x * x).sum()) / x.size * np.eye(8)
+    expected = np.linalg.solve(covariance, moved)
     w = sq.shift_direction(fit, mean, moved)
     assert w is not None
     assert np.allclose(w, expected / np.linalg.norm(expected))
     # more dimensions than rows: the Woodbury form gives the same direction
-    wide = rng.normal(size=(20, 60))
+    wide = rng.normal(size=(20, 60)) * np.linspace(3.0, 0.3, 60)
     xw = wide - wide.mean(axis=0)
-    ridge = float((xw * xw).sum()) / xw.size
+    rho = _ledoit_wolf_by_definition(wide)
+    assert 0.0 < rho < 1.0
+    covariance = (1 - rho) * xw.T @ xw / 20 + rho * float((xw * xw).sum()) / xw.size * np.eye(60)
     target = rng.normal(size=60)
-    direct = np.linalg.solve(xw.T @ xw / 20 + ridge * np.eye(60), target)
+    direct = np.linalg.solve(covariance, target)
     w = sq.shift_direction(wide, np.zeros(60), target)
     assert w is not None and np.allclose(w, direct / np.linalg.norm(direct))
+    # an isotropic baseline: the direction is the mean's own move
+    assert np.allclose(sq.shift_direction(np.zeros((10, 8)), mean, moved), moved / np.sqrt(8))
     assert sq.shift_direction(fit, mean, mean) is None  # the stream did not move
 
 
