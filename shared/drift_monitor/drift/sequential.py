@@ -66,9 +66,11 @@ Recovery. After a page the monitor watches the bet that saw the shift (the one w
 evidence, if that evidence is past the freeze level): a reverse CUSUM of the likelihood ratio
 "baseline rate ``q``" against "half-way to the rate seen during the shift", resolving when it
 reaches :data:`RECOVERY_EVIDENCE` (the recent traffic is 100 times better explained by the
-baseline), the evidence has fallen by the same factor from its peak since the page, and the
-window's instant check is quiet. While the shift persists that ratio has negative drift and
-the evidence keeps growing, so the status stays ``drift`` without flapping. A page no bet saw (the
+baseline) and the evidence has fallen by the same factor from its peak since the page, or
+when the evidence has fallen from its peak by the page threshold itself (the watched bet's test
+is slow when the shift raised its rate only a little), in both cases with the window's instant
+check quiet. While the shift persists that ratio has negative drift and the evidence keeps
+growing, so the status stays ``drift`` without flapping. A page no bet saw (the
 window's tests alone) resolves at the first run whose window is quiet.
 """
 
@@ -1030,7 +1032,7 @@ def step(
     elif new.alarm:
         new = _watch_recovery(new, bets, s, shift)
         new = replace(new, peak_log=max(new.peak_log, log_mix))
-        if _recovered(new, window_fires):
+        if _recovered(new, window_fires, budget):
             resolved = True
             new = replace(
                 new,
@@ -1152,18 +1154,21 @@ def _watch_recovery(
     return replace(state, recovery_log=max(state.recovery_log, 0.0) + llr)
 
 
-def _recovered(state: MonitorState, window_fires: bool) -> bool:
+def _recovered(state: MonitorState, window_fires: bool, budget: Budget) -> bool:
     if window_fires:
         return False
-    if state.recovery_bet is not None:
-        # The watched bet looks like the baseline again, and the evidence as a whole has
-        # stopped growing: it fell 100-fold from its peak since the page. Alone, the watched
-        # bet can look recovered while the shift goes on (its direction is re-estimated, or
-        # its share of a small shift is noisy) and other bets keep gaining.
-        return state.recovery_log >= math.log(
-            RECOVERY_EVIDENCE
-        ) and state.log_mixture <= state.peak_log - math.log(RECOVERY_EVIDENCE)
-    return True  # an instant page with no bet watching: the window is quiet again
+    if state.recovery_bet is None:
+        return True  # an instant page with no bet watching: the window is quiet again
+    # The evidence as a whole has stopped growing: it fell 100-fold from its peak since the
+    # page. Alone, the watched bet can look recovered while the shift goes on (its direction
+    # is re-estimated, or its share of a small shift is noisy) and other bets keep gaining.
+    # Then either the watched bet looks like the baseline again, or the evidence has lost as
+    # much as it takes to page: the watched bet's test is slow when the shift raised its rate
+    # only a little (a small share along a shift direction).
+    fell = state.peak_log - state.log_mixture
+    if not fell >= math.log(RECOVERY_EVIDENCE):
+        return False
+    return state.recovery_log >= math.log(RECOVERY_EVIDENCE) or fell >= budget.log_threshold
 
 
 def next_interval(previous: float | None, observed_minutes: float | None, default: float) -> float:

@@ -176,6 +176,33 @@ def test_a_page_stays_open_while_the_evidence_grows_though_the_watched_bet_looks
     assert state.peak_log == 0.0 and state.recovery_bet is None
 
 
+def test_a_page_whose_watched_bet_rose_little_resolves_once_the_evidence_lost_a_threshold():
+    """When the shift raised the watched bet's rate only a little (a small share along a shift
+    direction), its reverse test takes long; the page also resolves once the evidence has
+    fallen from its peak by as much as it takes to page."""
+    reference, state = fitted()
+    budget = sq.Budget(365, 60)
+    paged = sq.step(
+        state, reference.score(unit_rows(120, shift=2.0, seed=5)), budget=budget, window_fires=False
+    ).state
+    assert paged.recovery_bet is not None
+    watched = sq.calibrate(paged.calibration)[paged.recovery_bet]
+    # a watched rate 1 % above the baseline's: its test gains about 0.01 nats a run
+    state = replace(paged, recovery_rate=watched.rate0 * 1.01)
+    for i in range(10):
+        result = sq.step(
+            state, reference.score(unit_rows(120, seed=40 + i)), budget=budget, window_fires=False
+        )
+        state = result.state
+        if result.resolved:
+            break
+        assert state.recovery_log < math.log(sq.RECOVERY_EVIDENCE)
+    assert result.resolved
+    # the watched bet's test alone could not have passed yet: at most this much per loss
+    per_loss = math.log((1 - watched.rate0) / (1 - watched.rate0 * 1.01))
+    assert 120 * (i + 1) * per_loss < math.log(sq.RECOVERY_EVIDENCE)
+
+
 def test_a_page_opened_before_the_peak_was_kept_resolves_as_before():
     reference, state = fitted()
     budget = sq.Budget(365, 60)
