@@ -26,6 +26,33 @@ def fitted(seed: int = 0, n: int = 3000) -> tuple[sq.Reference, sq.MonitorState]
     return reference, sq.MonitorState().with_calibration(reference.calibration_scores())
 
 
+def obvious_page(
+    reference: sq.Reference, state: sq.MonitorState, budget: sq.Budget
+) -> sq.MonitorState:
+    """The state after a run of vectors far off the baseline's support: paged at once."""
+    result = sq.step(
+        state, reference.score(unit_rows(120, shift=2.0, seed=5)), budget=budget, window_fires=False
+    )
+    assert result.triggered
+    return result.state
+
+
+def quiet_until_resolved(
+    reference: sq.Reference, state: sq.MonitorState, budget: sq.Budget, runs: int = 10
+) -> tuple[sq.Step, int]:
+    """Baseline-like runs until the page resolves, at most ``runs``: the last step and how many
+    runs came before it. Every run that does not resolve must leave the page open."""
+    for i in range(runs):
+        result = sq.step(
+            state, reference.score(unit_rows(120, seed=40 + i)), budget=budget, window_fires=False
+        )
+        if result.resolved:
+            return result, i
+        assert result.status == "drift"
+        state = result.state
+    return result, runs
+
+
 def test_budget_splits_one_false_page_per_interval():
     budget = sq.Budget(365, 60)
     assert budget.runs == pytest.approx(365 * 24)
@@ -128,15 +155,9 @@ def test_recovery_resolves_after_return_and_not_before():
         state = result.state
         assert result.status == "drift" and not result.resolved
     # back to the baseline: resolves within a few runs, then evidence starts afresh
-    for i in range(10):
-        result = sq.step(
-            state, reference.score(unit_rows(120, seed=40 + i)), budget=budget, window_fires=False
-        )
-        state = result.state
-        if result.resolved:
-            break
+    result, _ = quiet_until_resolved(reference, state, budget)
     assert result.resolved and result.status == "ok"
-    assert np.all(state.log_evidence == 0)
+    assert np.all(result.state.log_evidence == 0)
 
 
 def test_a_page_stays_open_while_the_evidence_grows_though_the_watched_bet_looks_recovered():
@@ -182,21 +203,12 @@ def test_a_page_whose_watched_bet_rose_little_resolves_once_the_evidence_lost_a_
     fallen from its peak by as much as it takes to page."""
     reference, state = fitted()
     budget = sq.Budget(365, 60)
-    paged = sq.step(
-        state, reference.score(unit_rows(120, shift=2.0, seed=5)), budget=budget, window_fires=False
-    ).state
+    paged = obvious_page(reference, state, budget)
     assert paged.recovery_bet is not None
     watched = sq.calibrate(paged.calibration)[paged.recovery_bet]
     # a watched rate 1 % above the baseline's: its test gains about 0.01 nats a run
     state = replace(paged, recovery_rate=watched.rate0 * 1.01)
-    for i in range(10):
-        result = sq.step(
-            state, reference.score(unit_rows(120, seed=40 + i)), budget=budget, window_fires=False
-        )
-        state = result.state
-        if result.resolved:
-            break
-        assert state.recovery_log < math.log(sq.RECOVERY_EVIDENCE)
+    result, i = quiet_until_resolved(reference, state, budget)
     assert result.resolved
     # the watched bet's test alone could not have passed yet: at most this much per loss
     per_loss = math.log((1 - watched.rate0) / (1 - watched.rate0 * 1.01))
@@ -206,20 +218,12 @@ def test_a_page_whose_watched_bet_rose_little_resolves_once_the_evidence_lost_a_
 def test_a_page_opened_before_the_peak_was_kept_resolves_as_before():
     reference, state = fitted()
     budget = sq.Budget(365, 60)
-    paged = sq.step(
-        state, reference.score(unit_rows(120, shift=2.0, seed=5)), budget=budget, window_fires=False
-    ).state
+    paged = obvious_page(reference, state, budget)
     doc = json.loads(json.dumps(paged.to_document()))
     del doc["peak_log"]
     loaded = sq.MonitorState.from_document(doc, paged.calibration_blob())
     assert loaded.alarm and loaded.peak_log == math.inf
-    for i in range(10):
-        result = sq.step(
-            loaded, reference.score(unit_rows(120, seed=40 + i)), budget=budget, window_fires=False
-        )
-        loaded = result.state
-        if result.resolved:
-            break
+    result, _ = quiet_until_resolved(reference, loaded, budget)
     assert result.resolved
 
 
