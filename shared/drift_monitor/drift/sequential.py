@@ -66,7 +66,8 @@ Recovery. After a page the monitor watches the bet that saw the shift (the one w
 evidence, if that evidence is past the freeze level): a reverse CUSUM of the likelihood ratio
 "baseline rate ``q``" against "half-way to the rate seen during the shift", resolving when it
 reaches :data:`RECOVERY_EVIDENCE` (the recent traffic is 100 times better explained by the
-baseline) and the evidence has fallen by the same factor from its peak since the page, or
+baseline) and the evidence has fallen by the same factor from its peak since the page (or
+below the freeze level), or
 when the evidence has fallen from its peak by the page threshold itself (the watched bet's test
 is slow when the shift raised its rate only a little), in both cases with the window's instant
 check quiet. While the shift persists that ratio has negative drift and the evidence keeps
@@ -1160,13 +1161,15 @@ def _recovered(state: MonitorState, window_fires: bool, budget: Budget) -> bool:
     if state.recovery_bet is None:
         return True  # an instant page with no bet watching: the window is quiet again
     # The evidence as a whole has stopped growing: it fell 100-fold from its peak since the
-    # page. Alone, the watched bet can look recovered while the shift goes on (its direction
-    # is re-estimated, or its share of a small shift is noisy) and other bets keep gaining.
-    # Then either the watched bet looks like the baseline again, or the evidence has lost as
-    # much as it takes to page: the watched bet's test is slow when the shift raised its rate
-    # only a little (a small share along a shift direction).
+    # page, or below the freeze level (a page the window's tests opened while the evidence
+    # was only building). Alone, the watched bet can look recovered while the shift goes on
+    # (its direction is re-estimated, or its share of a small shift is noisy) and other bets
+    # keep gaining. Then either the watched bet looks like the baseline again, or the evidence
+    # has lost as much as it takes to page: the watched bet's test is slow when the shift
+    # raised its rate only a little (a small share along a shift direction).
     fell = state.peak_log - state.log_mixture
-    if not fell >= math.log(RECOVERY_EVIDENCE):
+    low = state.log_mixture <= FREEZE_SHARE * budget.log_threshold
+    if not (fell >= math.log(RECOVERY_EVIDENCE) or low):
         return False
     return state.recovery_log >= math.log(RECOVERY_EVIDENCE) or fell >= budget.log_threshold
 

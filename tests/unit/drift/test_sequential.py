@@ -215,6 +215,27 @@ def test_a_page_whose_watched_bet_rose_little_resolves_once_the_evidence_lost_a_
     assert 120 * (i + 1) * per_loss < math.log(sq.RECOVERY_EVIDENCE)
 
 
+def test_a_window_page_while_the_evidence_was_building_resolves_when_the_bet_recovers():
+    """The window's tests page while one bet's evidence is past the freeze level but the
+    mixture's is far below 100: the page cannot wait for a 100-fold fall; back below the
+    freeze level, the watched bet's recovery resolves it."""
+    reference, state = fitted()
+    budget = sq.Budget(365, 60)
+    j = next(i for i, b in enumerate(sq.BETS) if b.side == "high" and b.q == 0.05)
+    log_evidence = np.zeros(len(sq.BETS))
+    log_evidence[j] = 0.45 * budget.log_threshold  # past the freeze level (a quarter)
+    wins, scored = np.zeros(len(sq.BETS)), np.zeros(len(sq.BETS))
+    wins[j], scored[j] = 30, 100
+    state = replace(state, log_evidence=log_evidence, wins=wins, scored=scored)
+    quiet = reference.score(unit_rows(120, seed=77))
+    first = sq.step(state, quiet, budget=budget, window_fires=True)
+    assert first.triggered and first.state.cause == "window"
+    assert first.state.recovery_bet == j
+    assert first.state.peak_log < math.log(sq.RECOVERY_EVIDENCE)
+    result, _ = quiet_until_resolved(reference, first.state, budget)
+    assert result.resolved
+
+
 def test_a_page_opened_before_the_peak_was_kept_resolves_as_before():
     reference, state = fitted()
     budget = sq.Budget(365, 60)
