@@ -864,7 +864,7 @@ class MonitorState:
             recovery_bet=doc.get("recovery_bet"),
             recovery_rate=doc.get("recovery_rate"),
             recovery_log=float(doc.get("recovery_log", 0.0)),
-            # a page opened by a version without it resolves as that version's did
+            # a page opened by a version without it resolves as that version's did (_recovered)
             peak_log=float(doc.get("peak_log", math.inf)),
             calibration=scores,
             total_scored=int(doc.get("total_scored", 0)),
@@ -1160,6 +1160,8 @@ def _recovered(state: MonitorState, window_fires: bool, budget: Budget) -> bool:
         return False
     if state.recovery_bet is None:
         return True  # an instant page with no bet watching: the window is quiet again
+    if not math.isfinite(state.peak_log):  # opened by a version that kept no peak: its rule
+        return state.recovery_log >= math.log(RECOVERY_EVIDENCE)
     # The evidence as a whole has stopped growing: it fell 100-fold from its peak since the
     # page, or below the freeze level (a page the window's tests opened while the evidence
     # was only building). Alone, the watched bet can look recovered while the shift goes on

@@ -246,6 +246,12 @@ def test_a_page_opened_before_the_peak_was_kept_resolves_as_before():
     assert loaded.alarm and loaded.peak_log == math.inf
     result, _ = quiet_until_resolved(reference, loaded, budget)
     assert result.resolved
+    # by the watched bet alone, as that version did: a watched rate 1 % above the baseline's
+    # does not resolve within a few quiet runs, though the evidence falls at once
+    watched = sq.calibrate(loaded.calibration)[loaded.recovery_bet or 0]
+    slow = replace(loaded, recovery_rate=watched.rate0 * 1.01)
+    result, runs = quiet_until_resolved(reference, slow, budget, runs=3)
+    assert not result.resolved and runs == 3
 
 
 def test_instant_window_page_resolves_when_the_window_is_quiet():
